@@ -1,0 +1,63 @@
+"""Error types of the sink. Record errors fail one record; write errors fail a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SinkError(Exception):
+    """Base of every error the sink raises on purpose."""
+
+
+class ConfigError(SinkError):
+    """Settings that cannot work; raised at cold start, naming every bad setting."""
+
+
+class RecordError(SinkError):
+    """This record cannot become points (decode, mapping or line-protocol rules).
+
+    The reason never includes the record's coordinates: whoever catches it knows the record
+    and attaches topic, partition and offset (see ``Failure``).
+    """
+
+    def __init__(self, reason: str, kind: str = "mapping") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+class WriteError(SinkError):
+    """A write request failed as a whole (unreachable, timeout, 5xx, 429, auth, 404)."""
+
+    def __init__(self, reason: str, *, status: int | None = None, retryable: bool = True,
+                 retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A record that was not written, and why: what is logged, counted and reported."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    kind: str  # decode | mapping | encode | rejected | write | config
+
+    def __str__(self) -> str:
+        return f"topic={self.topic} partition={self.partition} offset={self.offset}: {self.reason}"
+
+
+class BatchFailed(SinkError):
+    """Raised under the THROW policy so the event source retries the whole batch."""
+
+    def __init__(self, failures: list[Failure], written: int) -> None:
+        self.failures = failures
+        self.written = written
+        first = "; ".join(str(f) for f in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} record(s) failed, batch not acknowledged: {first}{more}")

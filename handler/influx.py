@@ -1,0 +1,231 @@
+"""Write stage: bulk line-protocol writes to InfluxDB, with record-level and batch-level errors.
+
+``V1Writer`` speaks InfluxDB 1.x ``POST /write`` over one kept-alive ``http.client`` connection
+(reused across warm invocations; http.client is imported in the cold path anyway, urllib3 and
+requests would add import time for nothing). Lines go in chunks of ``chunk_lines``.
+
+What a write outcome means:
+- 204: every line stored.
+- 400 (``partial write``, ``unable to parse``, ``field type conflict``): some lines were refused.
+  The chunk is split in halves and resent until each refused line stands alone; identical points
+  overwrite themselves, so resending the good ones is harmless. Refused lines are record errors.
+- 413: body too large: split and resend; a single line that is still too large is a record error.
+- anything else (unreachable, timeout, 401/403, 404, 429, 5xx): ``WriteError``, a batch error.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from handler.errors import WriteError
+
+
+@dataclass
+class WriteReport:
+    """What happened to a list of lines (indexes into that list)."""
+
+    rejected: dict[int, str] = field(default_factory=dict)  # line index → server's message
+    unwritten_from: int | None = None  # first line not written because of ``error`` (None: all tried)
+    error: WriteError | None = None
+    requests: int = 0
+    retries: int = 0
+
+
+class HttpTarget:
+    """One kept-alive HTTP(S) connection with separate connect and read timeouts."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 verify: bool = True, ca_bundle: str | None = None) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.base_path = parts.path.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._ssl: ssl.SSLContext | None = None
+        if self.scheme == "https":
+            self._ssl = ssl.create_default_context(cafile=ca_bundle)
+            if not verify:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connect(self, read_timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._ssl is not None:
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.connect_timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+            conn.connect()
+            if conn.sock is not None:
+                conn.sock.settimeout(read_timeout)
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._conn = conn
+        elif self._conn.sock is not None:
+            self._conn.sock.settimeout(read_timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def post(self, path: str, body: bytes, headers: dict[str, str],
+             read_timeout: float | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
+        """POST and read the whole answer. A stale kept-alive connection is retried once."""
+        timeout = self.read_timeout if read_timeout is None else max(0.05, read_timeout)
+        for attempt in (0, 1):
+            fresh = self._conn is None
+            try:
+                conn = self._connect(timeout)
+                conn.request("POST", self.base_path + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self.close()
+                return resp.status, data, resp
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    http.client.CannotSendRequest, http.client.ResponseNotReady) as err:
+                self.close()
+                if fresh or attempt:
+                    raise WriteError(f"connection to {self.host}:{self.port} lost: {err}") from None
+            except TimeoutError:
+                self.close()
+                raise WriteError(f"InfluxDB at {self.host}:{self.port} did not answer within "
+                                 f"{timeout:g}s") from None
+            except OSError as err:
+                self.close()
+                raise WriteError(f"cannot reach InfluxDB at {self.host}:{self.port}: {err}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_after(resp: http.client.HTTPResponse) -> float | None:
+    value = resp.getheader("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class LineWriter:
+    """Chunked writes with splitting on refusals; subclasses build the request."""
+
+    def __init__(self, target: HttpTarget, *, chunk_lines: int = 5000, gzip: bool = False) -> None:
+        self.target = target
+        self.chunk_lines = max(1, chunk_lines)
+        self.gzip = gzip
+        self.headers = {}
+
+    # Subclasses set these in __init__.
+    path: str = "/write"
+    headers: dict[str, str]
+
+    def _send(self, lines: Sequence[str], read_timeout: float | None) -> tuple[int, str, float | None]:
+        body = ("\n".join(lines) + "\n").encode("utf-8")
+        headers = dict(self.headers)
+        if self.gzip:
+            import gzip
+
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        status, data, resp = self.target.post(self.path, body, headers, read_timeout)
+        return status, data.decode("utf-8", "replace"), _retry_after(resp)
+
+    def write(self, lines: Sequence[str], *, deadline: float | None = None, retry_interval: float = 1.0,
+              retries: bool = False, sleep: Callable[[float], None] = time.sleep) -> WriteReport:
+        """Write every line. Batch errors stop at the first chunk that cannot be written.
+
+        With ``retries`` a chunk that hit a retryable batch error is retried with backoff
+        (``retry_interval`` doubled each time, ``Retry-After`` honoured) while ``deadline``
+        (``time.monotonic()`` seconds) allows; without it, the first batch error ends the write.
+        """
+        report = WriteReport()
+        start = 0
+        while start < len(lines):
+            end = min(start + self.chunk_lines, len(lines))
+            delay = retry_interval
+            while True:
+                try:
+                    self._write_range(lines, start, end, report, deadline)
+                    break
+                except WriteError as err:
+                    now = time.monotonic()
+                    wait = err.retry_after if err.retry_after is not None else delay
+                    if not (retries and err.retryable) or (deadline is not None and now + wait >= deadline):
+                        report.error = err
+                        report.unwritten_from = start
+                        return report
+                    report.retries += 1
+                    sleep(wait)
+                    delay = min(delay * 2, 60.0)
+            start = end
+        return report
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0.05:
+            raise WriteError("no time left in this invocation for the write", retryable=False)
+        return min(left, self.target.read_timeout)
+
+    def _write_range(self, lines: Sequence[str], start: int, end: int, report: WriteReport,
+                     deadline: float | None) -> None:
+        report.requests += 1
+        status, text, retry_after = self._send(lines[start:end], self._remaining(deadline))
+        if status in (200, 204):
+            return
+        if status in (400, 422) or status == 413:
+            if end - start == 1:
+                report.rejected[start] = (text.strip() or f"HTTP {status}")[:500] if status != 413 else (
+                    "the point is larger than the server's max-body-size")
+                return
+            mid = (start + end) // 2
+            self._write_range(lines, start, mid, report, deadline)
+            self._write_range(lines, mid, end, report, deadline)
+            return
+        raise self._batch_error(status, text, retry_after)
+
+    def _batch_error(self, status: int, text: str, retry_after: float | None) -> WriteError:
+        detail = text.strip()[:300]
+        if status in (401, 403):
+            return WriteError(f"InfluxDB refused the credentials (HTTP {status}): {detail}", status=status,
+                              retryable=False)
+        if status == 404:
+            return WriteError(f"InfluxDB answered 404: {detail} (does the database exist?)", status=status,
+                              retryable=True)
+        return WriteError(f"InfluxDB answered HTTP {status}: {detail}", status=status,
+                          retryable=status in (429, 500, 502, 503, 504) or status >= 500,
+                          retry_after=retry_after)
+
+
+class V1Writer(LineWriter):
+    """InfluxDB 1.x ``POST /write?db=&rp=&precision=n&consistency=`` with Basic auth."""
+
+    def __init__(self, target: HttpTarget, *, db: str, rp: str | None = None, consistency: str | None = None,
+                 username: str | None = None, password: str | None = None, chunk_lines: int = 5000,
+                 gzip: bool = False) -> None:
+        super().__init__(target, chunk_lines=chunk_lines, gzip=gzip)
+        params = {"db": db, "precision": "n"}
+        if rp:
+            params["rp"] = rp
+        if consistency:
+            params["consistency"] = consistency.lower()
+        self.path = "/write?" + urllib.parse.urlencode(params)
+        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if username:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {token}"

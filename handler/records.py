@@ -1,0 +1,109 @@
+"""The Kafka event of a Lambda event source mapping → KafkaRecord objects, in event order.
+
+Only what every record needs is decoded here (coordinates); base64 of keys and header bytes stay
+raw until a KCQL statement asks for them, so an unused odd key never fails a record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from handler.errors import RecordError
+
+EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
+
+
+class EventError(ValueError):
+    """The invocation's event is not a Kafka event-source event."""
+
+
+class KafkaRecord:
+    """One record of the event. ``value``/``key`` are base64 text or None."""
+
+    __slots__ = (
+        "key_b64",
+        "key_schema",
+        "offset",
+        "partition",
+        "raw_headers",
+        "timestamp",
+        "topic",
+        "value_b64",
+        "value_schema",
+    )
+
+    def __init__(self, topic: str, partition: int, offset: int, timestamp: int | None,
+                 key_b64: str | None, value_b64: str | None, raw_headers: Any = None,
+                 value_schema: Any = None, key_schema: Any = None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key_b64 = key_b64
+        self.value_b64 = value_b64
+        self.raw_headers = raw_headers
+        self.value_schema = value_schema
+        self.key_schema = key_schema
+
+    @property
+    def partition_id(self) -> str:
+        """The identifier the event source uses in batchItemFailures: ``<topic>-<partition>``."""
+        return f"{self.topic}-{self.partition}"
+
+    def value_bytes(self) -> bytes | None:
+        return _b64(self.value_b64, "value")
+
+    def key_bytes(self) -> bytes | None:
+        return _b64(self.key_b64, "key")
+
+    def headers(self) -> dict[str, str]:
+        """Headers decoded as UTF-8 (Java signed bytes allowed); the first of a repeated name wins."""
+        out: dict[str, str] = {}
+        for entry in self.raw_headers or ():
+            for name, data in entry.items():
+                if name in out:
+                    continue
+                try:
+                    raw = bytes(b & 0xFF for b in data) if isinstance(data, list) else (
+                        base64.b64decode(data) if isinstance(data, str) else bytes(data))
+                    out[name] = raw.decode("utf-8")
+                except (UnicodeDecodeError, ValueError, TypeError) as err:
+                    raise RecordError(f"header {name!r} is not UTF-8 text: {err}", "decode") from None
+        return out
+
+    def __repr__(self) -> str:
+        return f"KafkaRecord({self.topic!r}, {self.partition}, {self.offset})"
+
+
+def _b64(text: str | None, what: str) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise RecordError(f"{what} is not valid base64: {err}", "decode") from None
+
+
+def parse_event(event: Any) -> list[KafkaRecord]:
+    """Flatten ``records`` (keyed ``topic-partition``) into one list, keeping event order."""
+    if not isinstance(event, dict) or not isinstance(event.get("records"), dict):
+        raise EventError("the event has no 'records' object: is this a Kafka event source event?")
+    source = event.get("eventSource")
+    if source is not None and source not in EVENT_SOURCES:
+        raise EventError(f"unsupported eventSource {source!r}; expected one of {', '.join(EVENT_SOURCES)}")
+    out: list[KafkaRecord] = []
+    append = out.append
+    for group, items in event["records"].items():
+        if not isinstance(items, list):
+            raise EventError(f"records[{group!r}] is not a list")
+        for item in items:
+            try:
+                append(KafkaRecord(item["topic"], int(item["partition"]), int(item["offset"]),
+                                   item.get("timestamp"), item.get("key"), item.get("value"),
+                                   item.get("headers"), item.get("valueSchemaMetadata"),
+                                   item.get("keySchemaMetadata")))
+            except (KeyError, TypeError, ValueError) as err:
+                raise EventError(f"malformed record in records[{group!r}]: {err!r}") from None
+    return out

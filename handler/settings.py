@@ -1,0 +1,187 @@
+"""Settings: the seed's keys, from defaults < Parameter Store < environment, validated once.
+
+A key ``connect.influx.kcql`` is the environment variable ``CONNECT_INFLUX_KCQL``. Every problem
+is gathered into one ``ConfigError`` naming the key, its environment name and the bad value;
+secrets are never shown (``[hidden]``, as the seed's own log prints them).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from handler.errors import ConfigError
+
+POLICIES = ("THROW", "RETRY", "NOOP")
+CONSISTENCY = ("ALL", "ANY", "ONE", "QUORUM")
+PAYLOAD_KINDS = ("auto", "json", "avro", "connect", "string")
+
+
+def env_name(key: str) -> str:
+    return key.upper().replace(".", "_")
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...], upper: bool = True) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return value
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its key, default, parser, whether it is secret, and a line of docs."""
+
+    key: str
+    attr: str
+    default: str | None
+    parse: Callable[[str], Any]
+    doc: str
+    secret: bool = False
+    required: bool = False
+
+    @property
+    def env(self) -> str:
+        return env_name(self.key)
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("connect.influx.kcql", "kcql", None, _text, "KCQL statements, `;`-separated", required=True),
+    Spec("connect.influx.url", "url", None, _url, "InfluxDB URL, e.g. `http://influx:8086`", required=True),
+    Spec("connect.influx.db", "db", None, _text, "InfluxDB 1.x database", required=True),
+    Spec("connect.influx.username", "username", None, _text, "user name (1.x Basic auth)"),
+    Spec("connect.influx.password", "password", None, _text, "password (1.x Basic auth)", secret=True),
+    Spec("connect.influx.retention.policy", "retention_policy", "autogen", _text,
+         "1.x retention policy (`rp`)"),
+    Spec("connect.influx.consistency.level", "consistency_level", "ALL", _choice(CONSISTENCY),
+         "1.x write consistency: ALL, ANY, ONE, QUORUM (acted on by Enterprise clusters)"),
+    Spec("connect.influx.error.policy", "error_policy", "THROW", _choice(POLICIES),
+         "THROW, RETRY or NOOP (see Error policies)"),
+    Spec("connect.influx.max.retries", "max_retries", "10", _int(-1),
+         "the event source's MaximumRetryAttempts (set by the SAM template; -1 = infinite)"),
+    Spec("connect.influx.retry.interval", "retry_interval_ms", "60000", _int(0),
+         "ms between in-invocation write retries under RETRY (capped by the remaining time)"),
+    Spec("connect.progress.enabled", "progress_enabled", "false", _bool, "log per-topic record counts"),
+    Spec("connect.influx.batch.lines", "batch_lines", "5000", _int(1), "lines per write request"),
+    Spec("connect.influx.connect.timeout.ms", "connect_timeout_ms", "5000", _int(1),
+         "HTTP connect timeout"),
+    Spec("connect.influx.read.timeout.ms", "read_timeout_ms", "30000", _int(1),
+         "HTTP read timeout (also capped by the invocation's remaining time)"),
+    Spec("connect.influx.value.format", "value_format", "auto", _choice(PAYLOAD_KINDS, upper=False),
+         "force the value kind: auto, json, avro, connect, string"),
+    Spec("connect.influx.key.format", "key_format", "auto", _choice(PAYLOAD_KINDS, upper=False),
+         "force the key kind: auto, json, avro, connect, string"),
+)
+BY_KEY = {s.key: s for s in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    kcql: str
+    url: str
+    db: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    retention_policy: str | None = "autogen"
+    consistency_level: str = "ALL"
+    error_policy: str = "THROW"
+    max_retries: int = 10
+    retry_interval_ms: int = 60000
+    progress_enabled: bool = False
+    batch_lines: int = 5000
+    connect_timeout_ms: int = 5000
+    read_timeout_ms: int = 30000
+    value_format: str = "auto"
+    key_format: str = "auto"
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False)  # key → env | ssm | default
+    statements: tuple[Any, ...] = field(default=(), repr=False)  # the parsed KCQL (kcql.Statement)
+
+    def describe(self) -> list[str]:
+        """``key = value (source)`` lines with secrets masked, as the seed's startup log."""
+        lines = []
+        for spec in SPECS:
+            value = getattr(self, spec.attr)
+            shown = "[hidden]" if spec.secret and value else value
+            lines.append(f"{spec.key} = {shown} ({self.sources.get(spec.key, 'default')})")
+        return lines
+
+
+def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in SPECS:
+        raw: str | None = None
+        source = "default"
+        if spec.env in environ and environ[spec.env] != "":
+            raw, source = environ[spec.env], "env"
+        elif ssm is not None and spec.key in ssm:
+            raw, source = ssm[spec.key], "ssm"
+        elif spec.default is not None:
+            raw = spec.default
+        if raw is None:
+            if spec.required:
+                problems.append(f"{spec.key} ({spec.env}) is required: {spec.doc}")
+            values[spec.attr] = None
+            continue
+        try:
+            values[spec.attr] = spec.parse(raw)
+        except ValueError as err:
+            shown = "[hidden]" if spec.secret else repr(raw)
+            problems.append(f"{spec.key} ({spec.env}) = {shown} {err}")
+            continue
+        sources[spec.key] = source
+    if values.get("kcql"):
+        from kcql import KcqlError, parse
+
+        try:
+            values["statements"] = parse(values["kcql"])
+        except KcqlError as err:
+            problems.append(f"connect.influx.kcql (CONNECT_INFLUX_KCQL) is not valid KCQL:\n{err}")
+    if problems:
+        raise ConfigError("invalid settings:\n- " + "\n- ".join(problems))
+    return Settings(**values, sources=sources)

@@ -1,0 +1,204 @@
+"""Start a throw-away InfluxDB 1.x server on a free loopback port.
+
+Used by the tests, the benchmark and the README's main command, so that every one of them talks
+to a real server and nobody needs a system-wide InfluxDB. The Debian package ``influxdb`` is
+installed when ``influxd`` is missing (this needs root and the package registry).
+
+    python scripts/local_influxdb.py start [--dir DIR] [--auth] [--max-body-size N]   # prints URL
+    python scripts/local_influxdb.py stop --dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+INFLUXD = "/usr/bin/influxd"
+
+
+def ensure_installed() -> str:
+    """Return the path of influxd, installing the Debian package if it is missing."""
+    found = shutil.which("influxd") or (INFLUXD if os.path.exists(INFLUXD) else None)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("influxd is missing; install the Debian package 'influxdb' (needs root)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "influxdb"], check=True, env=env)
+    return shutil.which("influxd") or INFLUXD
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config(base: str, root: str, http_port: int, rpc_port: int, auth: bool,
+            max_body_size: int | None) -> str:
+    """Rewrite influxd's default config: private data dirs, loopback ports, no side listeners."""
+    out: list[str] = []
+    section = ""
+    for line in base.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped else ""
+        if "/var/lib/influxdb" in line:
+            line = line.replace("/var/lib/influxdb", root)
+        elif key == "bind-address" and section == "":
+            line = f'bind-address = "127.0.0.1:{rpc_port}"'
+        elif key == "bind-address" and section == "[http]":
+            line = f'  bind-address = "127.0.0.1:{http_port}"'
+        elif key == "bind-address" and section not in ("[http]",):
+            line = f'  bind-address = "127.0.0.1:{free_port()}"'
+        elif key == "auth-enabled" and section == "[http]":
+            line = f"  auth-enabled = {'true' if auth else 'false'}"
+        elif key == "max-body-size" and section == "[http]" and max_body_size is not None:
+            line = f"  max-body-size = {max_body_size}"
+        elif key in ("log-enabled", "query-log-enabled", "logging-enabled"):
+            line = line.replace("true", "false")
+        elif key == "enabled" and section == "[ifql]":
+            line = "  enabled = false"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class InfluxServer:
+    """A running influxd; ``query`` and ``write`` talk to it over plain HTTP."""
+
+    url: str
+    root: str
+    pid: int
+    admin: tuple[str, str] | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def _request(self, path: str, params: dict[str, str], data: bytes | None = None,
+                 method: str = "POST") -> tuple[int, bytes]:
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        req = urllib.request.Request(url, data=data, method=method)
+        if self.admin:
+            token = base64.b64encode(f"{self.admin[0]}:{self.admin[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def query(self, q: str, db: str | None = None, epoch: str | None = "ns") -> dict:  # type: ignore[type-arg]
+        import json
+
+        params = {"q": q}
+        if db:
+            params["db"] = db
+        if epoch:
+            params["epoch"] = epoch
+        status, body = self._request("/query", params)
+        if status != 200:
+            raise RuntimeError(f"query {q!r} failed: {status} {body!r}")
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if self.proc is not None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if self.proc is not None:
+            self.proc.wait()
+
+
+def start(root: str | None = None, *, auth: bool = False, admin: tuple[str, str] = ("admin", "admin-secret"),
+          max_body_size: int | None = None, port: int | None = None, timeout: float = 30.0) -> InfluxServer:
+    """Start influxd under ``root`` (a new temporary folder by default) and wait for /ping."""
+    influxd = ensure_installed()
+    root = root or tempfile.mkdtemp(prefix="influxd-")
+    os.makedirs(root, exist_ok=True)
+    base = subprocess.run([influxd, "config"], check=True, capture_output=True, text=True).stdout
+    http_port = port or free_port()
+    conf = os.path.join(root, "influxdb.conf")
+    with open(conf, "w", encoding="utf-8") as fh:
+        fh.write(_config(base, root, http_port, free_port(), auth, max_body_size))
+    log = open(os.path.join(root, "influxd.log"), "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([influxd, "-config", conf], stdout=log, stderr=log,
+                            start_new_session=True)
+    with open(os.path.join(root, "influxd.pid"), "w", encoding="utf-8") as fh:
+        fh.write(str(proc.pid))
+    server = InfluxServer(url=f"http://127.0.0.1:{http_port}", root=root, pid=proc.pid, proc=proc)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"influxd exited with {proc.returncode}; see {root}/influxd.log")
+        try:
+            with urllib.request.urlopen(f"{server.url}/ping", timeout=1) as resp:
+                if resp.status == 204:
+                    break
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"influxd did not answer /ping within {timeout}s; see {root}/influxd.log")
+        time.sleep(0.1)
+    if auth:
+        user, password = admin
+        server._request("/query", {"q": f"CREATE USER {user} WITH PASSWORD '{password}' WITH ALL PRIVILEGES"})
+        server.admin = admin
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--dir", help="data folder (default: a new temporary one)")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--auth", action="store_true")
+    parser.add_argument("--max-body-size", type=int)
+    parser.add_argument("--db", action="append", default=[], help="database to create (repeatable)")
+    args = parser.parse_args(argv)
+    if args.action == "stop":
+        if not args.dir:
+            parser.error("stop needs --dir")
+        with open(os.path.join(args.dir, "influxd.pid"), encoding="utf-8") as fh:
+            pid = int(fh.read())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        return 0
+    server = start(args.dir, auth=args.auth, max_body_size=args.max_body_size, port=args.port)
+    for db in args.db:
+        server.query(f'CREATE DATABASE "{db}"')
+    print(server.url)
+    print(f"data folder: {server.root} (stop with: python {sys.argv[0]} stop --dir {server.root})",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
