@@ -22,7 +22,7 @@ class Runtime:
 def build(environ: Mapping[str, str] | None = None) -> Runtime:
     env = os.environ if environ is None else environ
     settings = load(env)
-    decoder = Decoder(settings.value_format, settings.key_format)
+    decoder = Decoder.from_settings(settings)
     plan = Plan(settings.statements, decoder)
     target = HttpTarget(settings.url, connect_timeout=settings.connect_timeout_ms / 1000,
                         read_timeout=settings.read_timeout_ms / 1000)

@@ -114,6 +114,14 @@ SPECS: tuple[Spec, ...] = (
          "force the value kind: auto, json, avro, connect, string"),
     Spec("connect.influx.key.format", "key_format", "auto", _choice(PAYLOAD_KINDS, upper=False),
          "force the key kind: auto, json, avro, connect, string"),
+    Spec("connect.influx.schema.registry.url", "schema_registry_url", None, _url,
+         "Confluent Schema Registry URL (Avro with magic byte 0)"),
+    Spec("connect.influx.schema.registry.basic.auth.user.info", "schema_registry_user_info", None, _text,
+         "`user:password` for the registry's Basic auth", secret=True),
+    Spec("connect.influx.value.avro.schema", "value_avro_schema", None, _text,
+         "Avro schema for unframed values: inline JSON or a file path"),
+    Spec("connect.influx.key.avro.schema", "key_avro_schema", None, _text,
+         "Avro schema for unframed keys: inline JSON or a file path"),
 )
 BY_KEY = {s.key: s for s in SPECS}
 
@@ -136,6 +144,10 @@ class Settings:
     read_timeout_ms: int = 30000
     value_format: str = "auto"
     key_format: str = "auto"
+    schema_registry_url: str | None = None
+    schema_registry_user_info: str | None = field(default=None, repr=False)
+    value_avro_schema: str | None = None
+    key_avro_schema: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)  # key → env | ssm | default
     statements: tuple[Any, ...] = field(default=(), repr=False)  # the parsed KCQL (kcql.Statement)
 

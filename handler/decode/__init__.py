@@ -8,10 +8,13 @@ their own modules and are imported only when a payload needs them (cold start).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handler.errors import RecordError
 from handler.records import KafkaRecord
+
+if TYPE_CHECKING:
+    from handler.settings import Settings
 
 _json_loads = json.loads
 
@@ -22,6 +25,11 @@ class Decoder:
     def __init__(self, value_kind: str = "auto", key_kind: str = "auto") -> None:
         self.value_kind = value_kind
         self.key_kind = key_kind
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Decoder:
+        """The decoder the settings ask for (payload kinds, registries, unframed schemas)."""
+        return cls(settings.value_format, settings.key_format)
 
     def value(self, record: KafkaRecord) -> Any:
         """The decoded value, or None for a tombstone."""
