@@ -130,8 +130,9 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, po
         owner.extend([i] * len(ls))
 
     t0 = time.perf_counter()
+    groups = [(records[i].topic, records[i].partition) for i in owner] if policy == "RETRY" else None
     report = writer.write(to_write, deadline=deadline, retry_interval=retry_interval,
-                          retries=policy == "RETRY") if to_write else None
+                          retries=policy == "RETRY", groups=groups) if to_write else None
     result.write_seconds = time.perf_counter() - t0
 
     unwritten: set[int] = set()
@@ -142,6 +143,8 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, po
             if i not in unwritten:
                 unwritten.add(i)
                 failures.append(_failure(records[i], f"InfluxDB rejected the point: {message}", "rejected"))
+        for line_idx in sorted(report.skipped):
+            unwritten.add(owner[line_idx])  # RETRY only: reported below with the refused record before it
         if report.error is not None and report.unwritten_from is not None:
             result.write_error = report.error
             for i in dict.fromkeys(owner[report.unwritten_from:]):

@@ -33,6 +33,7 @@ class WriteReport:
 
     rejected: dict[int, str] = field(default_factory=dict)  # line index → server's message
     unwritten_from: int | None = None  # first line not written because of ``error`` (None: all tried)
+    skipped: set[int] = field(default_factory=set)  # lines not sent: an earlier line of their group was refused
     error: WriteError | None = None
     requests: int = 0
     retries: int = 0
@@ -145,32 +146,43 @@ class LineWriter:
         return status, data.decode("utf-8", "replace"), _retry_after(resp)
 
     def write(self, lines: Sequence[str], *, deadline: float | None = None, retry_interval: float = 1.0,
-              retries: bool = False, sleep: Callable[[float], None] = time.sleep) -> WriteReport:
+              retries: bool = False, groups: Sequence[object] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> WriteReport:
         """Write every line. Batch errors stop at the first chunk that cannot be written.
 
         With ``retries`` a chunk that hit a retryable batch error is retried with backoff
         (``retry_interval`` doubled each time, ``Retry-After`` honoured) while ``deadline``
         (``time.monotonic()`` seconds) allows; without it, the first batch error ends the write.
+        With ``groups`` (one label per line, e.g. its partition), once a line of a group is refused
+        the group's later lines are not sent (``report.skipped``): RETRY redelivers them anyway.
         """
         report = WriteReport()
+        stopped: set[object] = set()
         start = 0
         while start < len(lines):
             end = min(start + self.chunk_lines, len(lines))
+            if groups is not None and stopped:
+                idxs = [i for i in range(start, end) if groups[i] not in stopped]
+                report.skipped.update(i for i in range(start, end) if groups[i] in stopped)
+            else:
+                idxs = list(range(start, end))
             delay = retry_interval
-            while True:
+            while idxs:
                 try:
-                    self._write_range(lines, start, end, report, deadline)
+                    self._write_idx(lines, idxs, report, deadline)
                     break
                 except WriteError as err:
                     now = time.monotonic()
                     wait = err.retry_after if err.retry_after is not None else delay
                     if not (retries and err.retryable) or (deadline is not None and now + wait >= deadline):
                         report.error = err
-                        report.unwritten_from = start
+                        report.unwritten_from = idxs[0]
                         return report
                     report.retries += 1
                     sleep(wait)
                     delay = min(delay * 2, 60.0)
+            if groups is not None and report.rejected:
+                stopped.update(groups[i] for i in report.rejected)
             start = end
         return report
 
@@ -182,20 +194,20 @@ class LineWriter:
             raise WriteError("no time left in this invocation for the write", retryable=False)
         return min(left, self.target.read_timeout)
 
-    def _write_range(self, lines: Sequence[str], start: int, end: int, report: WriteReport,
-                     deadline: float | None) -> None:
+    def _write_idx(self, lines: Sequence[str], idxs: list[int], report: WriteReport,
+                   deadline: float | None) -> None:
         report.requests += 1
-        status, text, retry_after = self._send(lines[start:end], self._remaining(deadline))
+        status, text, retry_after = self._send([lines[i] for i in idxs], self._remaining(deadline))
         if status in (200, 204):
             return
-        if status in (400, 422) or status == 413:
-            if end - start == 1:
-                report.rejected[start] = (text.strip() or f"HTTP {status}")[:500] if status != 413 else (
+        if status in (400, 413, 422):
+            if len(idxs) == 1:
+                report.rejected[idxs[0]] = (text.strip() or f"HTTP {status}")[:500] if status != 413 else (
                     "the point is larger than the server's max-body-size")
                 return
-            mid = (start + end) // 2
-            self._write_range(lines, start, mid, report, deadline)
-            self._write_range(lines, mid, end, report, deadline)
+            mid = len(idxs) // 2
+            self._write_idx(lines, idxs[:mid], report, deadline)
+            self._write_idx(lines, idxs[mid:], report, deadline)
             return
         raise self._batch_error(status, text, retry_after)
 
@@ -206,7 +218,7 @@ class LineWriter:
                               retryable=False)
         if status == 404:
             return WriteError(f"InfluxDB answered 404: {detail} (does the database exist?)", status=status,
-                              retryable=True)
+                              retryable=False)
         return WriteError(f"InfluxDB answered HTTP {status}: {detail}", status=status,
                           retryable=status in (429, 500, 502, 503, 504) or status >= 500,
                           retry_after=retry_after)
