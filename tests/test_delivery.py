@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -11,14 +12,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import local_influxdb
 import pytest
 
-import local_influxdb
 from handler import app
 from handler.delivery import run_batch
 from handler.errors import BatchFailed
 from handler.eventgen import Rec, build_event
-from handler.influx import HttpTarget
 from handler.records import parse_event
 from handler.runtime import Runtime, build
 from tests.conftest import query_points
@@ -200,10 +200,8 @@ def silent_server() -> Iterator[str]:
     def accept() -> None:
         sock.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 conns.append(sock.accept()[0])
-            except OSError:
-                pass
 
     threading.Thread(target=accept, daemon=True).start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -298,10 +296,11 @@ def test_audit_every_offset_is_written_or_reported(tmp_path, policy, seed, caplo
                 cut = rnd.randint(1, 4)
                 original, count = rt.writer.target.post, [0]
 
-                def post(*a: Any, _o: Any = original, _c: list[int] = count, _cut: int = cut, **k: Any) -> Any:
+                def post(*a: Any, _o: Any = original, _c: list[int] = count, _cut: int = cut,
+                         _s: local_influxdb.InfluxServer = server, **k: Any) -> Any:
                     _c[0] += 1
                     if _c[0] == _cut:
-                        server.kill()
+                        _s.kill()
                     return _o(*a, **k)
 
                 rt.writer.target.post = post  # type: ignore[method-assign]
