@@ -31,6 +31,11 @@ def get_runtime() -> _runtime_mod.Runtime:
         rt = _runtime_mod.build()
         logger.info("influx-sink settings:\n  " + "\n  ".join(rt.settings.describe()))
         _runtime = rt
+    elif _runtime.ssm_values is not None:
+        rt = _runtime_mod.refresh(_runtime)
+        if rt is not _runtime:
+            logger.info("influx-sink settings:\n  " + "\n  ".join(rt.settings.describe()))
+            _runtime = rt
     return _runtime
 
 
@@ -38,7 +43,7 @@ def reset_runtime() -> None:
     """Forget the warm runtime (tests, and the local runner after settings change)."""
     global _runtime
     if _runtime is not None:
-        _runtime.writer.target.close()
+        _runtime.writer.close()
     _runtime = None
 
 

@@ -129,6 +129,19 @@ class LineWriter:
         self.chunk_lines = max(1, chunk_lines)
         self.gzip = gzip
         self.headers = {}
+        # Called once per write on 401/403; True when it installed new credentials (Parameter Store).
+        self.refresh_credentials: Callable[[], bool] | None = None
+        self._refreshed = False
+
+    def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
+        """Install new credentials (a rotated password or token)."""
+        self.headers.pop("Authorization", None)
+        if username:
+            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {basic}"
+
+    def close(self) -> None:
+        self.target.close()
 
     # Subclasses set these in __init__.
     path: str = "/write"
@@ -157,6 +170,7 @@ class LineWriter:
         the group's later lines are not sent (``report.skipped``): RETRY redelivers them anyway.
         """
         report = WriteReport()
+        self._refreshed = False
         stopped: set[object] = set()
         start = 0
         while start < len(lines):
@@ -209,6 +223,11 @@ class LineWriter:
             self._write_idx(lines, idxs[:mid], report, deadline)
             self._write_idx(lines, idxs[mid:], report, deadline)
             return
+        if status in (401, 403) and self.refresh_credentials is not None and not self._refreshed:
+            self._refreshed = True
+            if self.refresh_credentials():
+                self._write_idx(lines, idxs, report, deadline)
+                return
         raise self._batch_error(status, text, retry_after)
 
     def _batch_error(self, status: int, text: str, retry_after: float | None) -> WriteError:
@@ -238,6 +257,4 @@ class V1Writer(LineWriter):
             params["consistency"] = consistency.lower()
         self.path = "/write?" + urllib.parse.urlencode(params)
         self.headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if username:
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {token}"
+        self.set_credentials(username, password, None)

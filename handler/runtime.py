@@ -1,15 +1,24 @@
-"""Cold-start wiring: settings → plan → writer, built once per process and kept warm."""
+"""Cold-start wiring: settings → plan → writer, built once per process and kept warm.
+
+With ``CONNECT_INFLUX_SSM_PATH`` the settings are re-read from Parameter Store (through
+Powertools' cache, so at most once per ``CONNECT_INFLUX_SSM_MAX_AGE``) and the runtime is rebuilt
+when they change; an authentication failure forces one fresh read before the write fails.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handler.decode import Decoder
 from handler.influx import HttpTarget, LineWriter, V1Writer
 from handler.mapping import Plan
 from handler.settings import Settings, load
+
+log = logging.getLogger(__name__)
+SSM_PATH_ENV = "CONNECT_INFLUX_SSM_PATH"
 
 
 @dataclass
@@ -17,16 +26,71 @@ class Runtime:
     settings: Settings
     plan: Plan
     writer: LineWriter
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    ssm_values: dict[str, str] | None = field(default=None, repr=False)
 
 
-def build(environ: Mapping[str, str] | None = None) -> Runtime:
-    env = os.environ if environ is None else environ
-    settings = load(env)
-    decoder = Decoder.from_settings(settings)
-    plan = Plan(settings.statements, decoder)
+def make_writer(settings: Settings) -> LineWriter:
     target = HttpTarget(settings.url, connect_timeout=settings.connect_timeout_ms / 1000,
-                        read_timeout=settings.read_timeout_ms / 1000)
-    writer = V1Writer(target, db=settings.db, rp=settings.retention_policy,
-                      consistency=settings.consistency_level, username=settings.username,
-                      password=settings.password, chunk_lines=settings.batch_lines)
-    return Runtime(settings, plan, writer)
+                        read_timeout=settings.read_timeout_ms / 1000, verify=settings.ssl_verify,
+                        ca_bundle=settings.ssl_ca_bundle)
+    if settings.version in ("2", "3"):
+        from handler.influx_v2 import V2Writer
+
+        return V2Writer(target, settings.url, bucket=settings.bucket or settings.db, org=settings.org,
+                        token=settings.token, chunk_lines=settings.batch_lines, gzip=settings.gzip,
+                        verify=settings.ssl_verify, ca_bundle=settings.ssl_ca_bundle)
+    return V1Writer(target, db=settings.db, rp=settings.retention_policy,
+                    consistency=settings.consistency_level, username=settings.username,
+                    password=settings.password, chunk_lines=settings.batch_lines, gzip=settings.gzip)
+
+
+def _ssm_values(env: Mapping[str, str], force: bool = False) -> dict[str, str] | None:
+    path = env.get(SSM_PATH_ENV)
+    if not path:
+        return None
+    from handler import ssm
+
+    return ssm.fetch(path, ssm.max_age(env), force=force)
+
+
+def build(environ: Mapping[str, str] | None = None, ssm_values: dict[str, str] | None = None) -> Runtime:
+    env = dict(os.environ if environ is None else environ)
+    if ssm_values is None:
+        ssm_values = _ssm_values(env)
+    settings = load(env, ssm_values)
+    plan = Plan(settings.statements, Decoder.from_settings(settings))
+    writer = make_writer(settings)
+    rt = Runtime(settings, plan, writer, env, ssm_values)
+    if ssm_values is not None:
+        writer.refresh_credentials = lambda: _refresh_credentials(rt)
+    return rt
+
+
+def _refresh_credentials(rt: Runtime) -> bool:
+    """On 401/403: read Parameter Store afresh; install the credentials if they changed."""
+    fresh = _ssm_values(rt.environ, force=True)
+    if fresh is None or fresh == rt.ssm_values:
+        return False
+    new = load(rt.environ, fresh)
+    old = rt.settings
+    rt.ssm_values = fresh
+    if (new.username, new.password, new.token) == (old.username, old.password, old.token):
+        return False
+    log.info("credentials changed in Parameter Store; retrying the write with them")
+    rt.writer.set_credentials(new.username, new.password, new.token)
+    rt.settings = new
+    return True
+
+
+def refresh(rt: Runtime) -> Runtime:
+    """The runtime to use for this invocation: rebuilt if Parameter Store changed (cached read)."""
+    if rt.ssm_values is None:
+        return rt
+    fresh = _ssm_values(rt.environ)
+    if fresh == rt.ssm_values:
+        return rt
+    changed = sorted(k for k in set(fresh or {}) | set(rt.ssm_values) if (fresh or {}).get(k) != rt.ssm_values.get(k))
+    log.info("settings changed in Parameter Store (%s); rebuilding", ", ".join(changed))
+    rt.writer.close()
+    return build(rt.environ, fresh)

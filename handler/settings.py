@@ -91,7 +91,17 @@ class Spec:
 SPECS: tuple[Spec, ...] = (
     Spec("connect.influx.kcql", "kcql", None, _text, "KCQL statements, `;`-separated", required=True),
     Spec("connect.influx.url", "url", None, _url, "InfluxDB URL, e.g. `http://influx:8086`", required=True),
-    Spec("connect.influx.db", "db", None, _text, "InfluxDB 1.x database", required=True),
+    Spec("connect.influx.db", "db", None, _text,
+         "InfluxDB 1.x database (required for 1.x; the bucket's default for 3.x)"),
+    Spec("connect.influx.version", "version", "auto", _choice(("AUTO", "1", "2", "3")),
+         "target API: 1 (`/write`), 2 or 3 (`/api/v2/write` via influxdb-client); auto = 2 when a token or "
+         "bucket is set, else 1"),
+    Spec("connect.influx.org", "org", None, _text, "2.x/Cloud organization"),
+    Spec("connect.influx.bucket", "bucket", None, _text, "2.x/3.x bucket (3.x: the database; default: db)"),
+    Spec("connect.influx.token", "token", None, _text, "2.x/3.x API token (1.8+: `user:password`)", secret=True),
+    Spec("connect.influx.ssl.verify", "ssl_verify", "true", _bool, "verify the server's TLS certificate"),
+    Spec("connect.influx.ssl.ca.bundle", "ssl_ca_bundle", None, _text, "CA bundle file for TLS verification"),
+    Spec("connect.influx.gzip", "gzip", "false", _bool, "gzip request bodies"),
     Spec("connect.influx.username", "username", None, _text, "user name (1.x Basic auth)"),
     Spec("connect.influx.password", "password", None, _text, "password (1.x Basic auth)", secret=True),
     Spec("connect.influx.retention.policy", "retention_policy", "autogen", _text,
@@ -139,6 +149,13 @@ class Settings:
     max_retries: int = 10
     retry_interval_ms: int = 60000
     progress_enabled: bool = False
+    version: str = "AUTO"
+    org: str | None = None
+    bucket: str | None = None
+    token: str | None = field(default=None, repr=False)
+    ssl_verify: bool = True
+    ssl_ca_bundle: str | None = None
+    gzip: bool = False
     batch_lines: int = 5000
     connect_timeout_ms: int = 5000
     read_timeout_ms: int = 30000
@@ -162,7 +179,10 @@ class Settings:
 
 
 def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Settings:
-    """Build and validate the settings; raise one ConfigError listing every problem."""
+    """Build and validate the settings; raise one ConfigError listing every problem.
+
+    ``ssm`` holds Parameter Store values by setting key; a non-empty environment variable wins.
+    """
     problems: list[str] = []
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -187,6 +207,22 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
             problems.append(f"{spec.key} ({spec.env}) = {shown} {err}")
             continue
         sources[spec.key] = source
+    version = values.get("version") or "AUTO"
+    if version == "AUTO":
+        version = "2" if (values.get("token") or values.get("bucket")) else "1"
+        values["version"] = version
+    if version == "1" and not values.get("db"):
+        problems.append("connect.influx.db (CONNECT_INFLUX_DB) is required for InfluxDB 1.x")
+    if version in ("2", "3") and not (values.get("bucket") or values.get("db")):
+        problems.append(f"connect.influx.bucket (CONNECT_INFLUX_BUCKET) is required for InfluxDB {version}.x")
+    if version == "2" and not values.get("org") and ":" not in (values.get("token") or ""):
+        problems.append("connect.influx.org (CONNECT_INFLUX_ORG) is required for InfluxDB 2.x")
+    if values.get("ssl_ca_bundle"):
+        import os
+
+        if not os.path.isfile(values["ssl_ca_bundle"]):
+            problems.append(f"connect.influx.ssl.ca.bundle (CONNECT_INFLUX_SSL_CA_BUNDLE) = "
+                            f"{values['ssl_ca_bundle']!r} is not a readable file")
     if values.get("kcql"):
         from kcql import KcqlError, parse
 
