@@ -67,6 +67,20 @@ def _url(text: str) -> str:
     return value
 
 
+def mask_url(text: str) -> str:
+    """The URL with any password in it replaced by ``[hidden]`` (for logs and errors)."""
+    if "@" not in text:
+        return text
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        return "[hidden]"
+    if parts.password is None:
+        return text
+    netloc = f"{parts.username}:[hidden]@{parts.netloc.rsplit('@', 1)[1]}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def _text(text: str) -> str:
     return text.strip()
 
@@ -128,6 +142,8 @@ SPECS: tuple[Spec, ...] = (
          "Confluent Schema Registry URL (Avro with magic byte 0)"),
     Spec("connect.influx.schema.registry.basic.auth.user.info", "schema_registry_user_info", None, _text,
          "`user:password` for the registry's Basic auth", secret=True),
+    Spec("connect.influx.glue.region", "glue_region", None, _text,
+         "AWS region of the Glue Schema Registry (Avro with magic byte 3); default: the function's region"),
     Spec("connect.influx.value.avro.schema", "value_avro_schema", None, _text,
          "Avro schema for unframed values: inline JSON or a file path"),
     Spec("connect.influx.key.avro.schema", "key_avro_schema", None, _text,
@@ -163,6 +179,7 @@ class Settings:
     key_format: str = "auto"
     schema_registry_url: str | None = None
     schema_registry_user_info: str | None = field(default=None, repr=False)
+    glue_region: str | None = None
     value_avro_schema: str | None = None
     key_avro_schema: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)  # key → env | ssm | default
@@ -174,6 +191,8 @@ class Settings:
         for spec in SPECS:
             value = getattr(self, spec.attr)
             shown = "[hidden]" if spec.secret and value else value
+            if spec.parse is _url and isinstance(value, str):
+                shown = mask_url(value)
             lines.append(f"{spec.key} = {shown} ({self.sources.get(spec.key, 'default')})")
         return lines
 
@@ -203,7 +222,7 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
         try:
             values[spec.attr] = spec.parse(raw)
         except ValueError as err:
-            shown = "[hidden]" if spec.secret else repr(raw)
+            shown = "[hidden]" if spec.secret else repr(mask_url(raw) if spec.parse is _url else raw)
             problems.append(f"{spec.key} ({spec.env}) = {shown} {err}")
             continue
         sources[spec.key] = source

@@ -1,8 +1,21 @@
-"""Decode stage: record bytes → Python values (dict / list / str / int / float / bool / None).
+"""Decode stage: record bytes → Python values (dict / list / str / int / float / bool / None, and
+the few logical types the mapping stage converts: Decimal, date, time, datetime).
 
-``Decoder.value(record)`` and ``Decoder.key(record)`` pick the payload kind by content (or by
-the forced kind in settings). Plain JSON is handled here; Connect envelopes and Avro live in
-their own modules and are imported only when a payload needs them (cold start).
+``Decoder.value(record)`` and ``Decoder.key(record)`` pick the payload kind by content, or by
+the kind forced in settings (``connect.influx.value.format`` / ``key.format``):
+
+- ``auto``: the event source already decoded it (``valueSchemaMetadata``) → JSON, or Avro by the
+  metadata's schema id when the event source passed the source bytes; first byte 0 → Avro in
+  Confluent framing; first byte 3 → Avro in AWS Glue framing; otherwise unframed Avro when a
+  schema is set for it (``connect.influx.value.avro.schema``), else JSON, with Kafka Connect
+  envelopes unwrapped. A key that is none of these is its UTF-8 text.
+- ``avro``: unframed Avro with the configured schema, or framed Avro (0 or 3) when none is set.
+- ``json``: plain JSON, taken as it is (a ``{"schema","payload"}`` document stays a document).
+- ``connect``: a Kafka Connect JsonConverter envelope, required.
+- ``string``: the UTF-8 text.
+
+Plain JSON is handled here; Connect envelopes, Avro and the registries live in their own modules,
+imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~250 ms at import).
 """
 
 from __future__ import annotations
@@ -10,58 +23,88 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from handler.errors import RecordError
+from handler.errors import ConfigError, RecordError
 from handler.records import KafkaRecord
 
 if TYPE_CHECKING:
+    from handler.decode.avro import Schema
+    from handler.decode.registry import ConfluentRegistry, GlueRegistry
     from handler.settings import Settings
 
 _json_loads = json.loads
+_FRAMED = (b"\x00", b"\x03")
 
 
 class Decoder:
-    """Stateless apart from caches that its payload kinds keep (schemas)."""
+    """Stateless apart from the schemas its payload kinds keep (cached per process)."""
 
-    def __init__(self, value_kind: str = "auto", key_kind: str = "auto") -> None:
+    def __init__(self, value_kind: str = "auto", key_kind: str = "auto", *,
+                 registry_url: str | None = None, registry_user_info: str | None = None,
+                 glue_region: str | None = None, value_schema: str | None = None,
+                 key_schema: str | None = None) -> None:
         self.value_kind = value_kind
         self.key_kind = key_kind
+        self._registry_url = registry_url
+        self._registry_user_info = registry_user_info
+        self._glue_region = glue_region
+        self._confluent: ConfluentRegistry | None = None
+        self._glue: GlueRegistry | None = None
+        self.value_schema = _setting_schema(value_schema, "connect.influx.value.avro.schema")
+        self.key_schema = _setting_schema(key_schema, "connect.influx.key.avro.schema")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Decoder:
         """The decoder the settings ask for (payload kinds, registries, unframed schemas)."""
-        return cls(settings.value_format, settings.key_format)
+        return cls(settings.value_format, settings.key_format,
+                   registry_url=settings.schema_registry_url,
+                   registry_user_info=settings.schema_registry_user_info,
+                   glue_region=settings.glue_region,
+                   value_schema=settings.value_avro_schema, key_schema=settings.key_avro_schema)
+
+    # ------------------------------------------------------------ entry points
 
     def value(self, record: KafkaRecord) -> Any:
         """The decoded value, or None for a tombstone."""
         data = record.value_bytes()
         if data is None:
             return None
-        return self.decode(data, self.value_kind, "value")
+        return self.decode(data, self.value_kind, "value", record.value_schema, self.value_schema)
 
     def key(self, record: KafkaRecord) -> Any:
-        """The decoded key; a key that is not JSON is its UTF-8 text (a plain string key)."""
+        """The decoded key; in ``auto``, a key that is not framed Avro nor JSON is its UTF-8 text."""
         data = record.key_bytes()
         if data is None:
             return None
-        if self.key_kind == "auto" and data[:1] not in (b"\x00", b"\x03"):
+        meta = record.key_schema
+        if self.key_kind == "auto" and meta is None and self.key_schema is None and data[:1] not in _FRAMED:
             try:
-                return self._json(data, "key")
-            except RecordError:
+                return _json_loads(data)
+            except ValueError:
                 try:
                     return data.decode("utf-8")
                 except UnicodeDecodeError:
                     raise RecordError("key is neither JSON nor UTF-8 text", "decode") from None
-        return self.decode(data, self.key_kind, "key")
+        return self.decode(data, self.key_kind, "key", meta, self.key_schema)
 
-    def decode(self, data: bytes, kind: str, what: str) -> Any:
+    def decode(self, data: bytes, kind: str, what: str, meta: Any = None, schema: Schema | None = None) -> Any:
+        """``data`` as the payload kind says (see the module doc)."""
         if kind == "auto":
+            if meta is not None:
+                return self._event_source_decoded(data, what, meta, schema)
             first = data[:1]
-            if first == b"\x00" or first == b"\x03":
-                raise RecordError(f"{what} is framed Avro (magic byte {first[0]}) but Avro decoding "
-                                  "is not configured", "decode")
-            return self._json(data, what)
+            if first == b"\x00":
+                return self._confluent_framed(data, what)
+            if first == b"\x03":
+                return self._glue_framed(data, what)
+            if schema is not None:
+                return schema.read(data, what)
+            return self._json(data, what, envelope=True)
         if kind == "json":
-            return self._json(data, what)
+            return self._json(data, what, envelope=False)
+        if kind == "avro":
+            return self._avro(data, what, meta, schema)
+        if kind == "connect":
+            return self._connect(data, what)
         if kind == "string":
             try:
                 return data.decode("utf-8")
@@ -69,14 +112,112 @@ class Decoder:
                 raise RecordError(f"{what} is not UTF-8 text", "decode") from None
         raise RecordError(f"unknown payload kind {kind!r} for {what}", "config")
 
+    # ------------------------------------------------------------ kinds
+
+    def _avro(self, data: bytes, what: str, meta: Any, schema: Schema | None) -> Any:
+        if schema is not None:
+            return schema.read(data, what)
+        if isinstance(meta, dict) and meta.get("schemaId"):
+            return self._by_metadata(data, what, meta)
+        first = data[:1]
+        if first == b"\x00":
+            return self._confluent_framed(data, what)
+        if first == b"\x03":
+            return self._glue_framed(data, what)
+        shown = f"0x{data[0]:02x}" if data else "nothing (empty payload)"
+        raise RecordError(f"{what} is not framed Avro: the first byte is {shown}, expected 0x00 (Confluent) or "
+                          f"0x03 (AWS Glue); for unframed Avro set connect.influx.{what}.avro.schema", "decode")
+
+    def _confluent_framed(self, data: bytes, what: str) -> Any:
+        from handler.decode.avro import CONFLUENT_HEADER, confluent_id
+
+        schema_id = confluent_id(data, what)
+        return self._confluent_registry(what, schema_id).schema(schema_id, what).read(
+            memoryview(data)[CONFLUENT_HEADER:], what)
+
+    def _glue_framed(self, data: bytes, what: str) -> Any:
+        from handler.decode.avro import glue_header
+
+        version_id, body = glue_header(data, what)
+        return self._glue_registry().schema(version_id, what).read(body, what)
+
+    def _event_source_decoded(self, data: bytes, what: str, meta: Any, schema: Schema | None) -> Any:
+        """``valueSchemaMetadata`` present: the event source validated the record against its registry.
+
+        With ``EventRecordFormat: JSON`` the bytes are JSON; with ``SOURCE`` they are the source
+        bytes without framing, read here with the schema the metadata names (or the configured one).
+        """
+        try:
+            return _json_loads(data)
+        except ValueError as err:
+            json_error = err
+        fmt = str(meta.get("dataFormat", "")).upper() if isinstance(meta, dict) else ""
+        if fmt == "AVRO":
+            if schema is not None:
+                return schema.read(data, what)
+            if meta.get("schemaId"):
+                return self._by_metadata(data, what, meta)
+        hint = "" if fmt in ("", "JSON") else (
+            f" ({fmt} in the event source's SOURCE record format is not supported: "
+            "set EventRecordFormat to JSON on the event source mapping)")
+        raise RecordError(f"{what} is not valid JSON: {json_error}{hint}", "decode")
+
+    def _by_metadata(self, data: bytes, what: str, meta: dict[str, Any]) -> Any:
+        """Unframed Avro whose schema id the event source's metadata gives (digits: Confluent; UUID: Glue)."""
+        schema_id = str(meta["schemaId"])
+        if schema_id.isdigit():
+            return self._confluent_registry(what, int(schema_id)).schema(int(schema_id), what).read(data, what)
+        return self._glue_registry().schema(schema_id, what).read(data, what)
+
+    def _connect(self, data: bytes, what: str) -> Any:
+        doc = self._json(data, what, envelope=False)
+        from handler.decode.connect import from_envelope, is_envelope
+
+        if not is_envelope(doc):
+            raise RecordError(f"{what} is not a Kafka Connect envelope: expected a JSON object with exactly "
+                              "'schema' and 'payload'", "decode")
+        return from_envelope(doc, what)
+
     @staticmethod
-    def _json(data: bytes, what: str) -> Any:
+    def _json(data: bytes, what: str, envelope: bool) -> Any:
         try:
             doc = _json_loads(data)
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise RecordError(f"{what} is not valid JSON: {err}", "decode") from None
-        if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
+        if envelope and type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
             from handler.decode.connect import from_envelope
 
             return from_envelope(doc, what)
         return doc
+
+    # ------------------------------------------------------------ registries
+
+    def _confluent_registry(self, what: str, schema_id: int) -> ConfluentRegistry:
+        if self._confluent is None:
+            if not self._registry_url:
+                raise RecordError(f"{what} is Avro in Confluent framing (schema id {schema_id}) but "
+                                  "connect.influx.schema.registry.url is not set", "decode")
+            from handler.decode.registry import ConfluentRegistry
+
+            self._confluent = ConfluentRegistry(self._registry_url, self._registry_user_info)
+        return self._confluent
+
+    def _glue_registry(self) -> GlueRegistry:
+        if self._glue is None:
+            from handler.decode.registry import GlueRegistry
+
+            self._glue = GlueRegistry(self._glue_region)
+        return self._glue
+
+
+def _setting_schema(text: str | None, key: str) -> Schema | None:
+    """Parse an unframed-Avro schema setting at cold start; a bad one is a ConfigError naming it."""
+    if not text:
+        return None
+    from handler.decode.avro import SchemaProblem, load_setting
+    from handler.settings import env_name
+
+    try:
+        return load_setting(text, key)
+    except SchemaProblem as err:
+        raise ConfigError(f"invalid settings:\n- {err} (environment variable {env_name(key)})") from None

@@ -1,0 +1,238 @@
+"""Schema registries: Confluent (HTTP ``GET /schemas/ids/{id}``) and AWS Glue (``GetSchemaVersion``).
+
+Registry schemas are immutable per id, so each one is fetched once and kept, parsed, for the life
+of the process (module-level caches, so a rebuilt Decoder keeps them too). A failed look-up is
+remembered for a short while: a batch of 10,000 records with an unknown id, or a registry that
+is down, costs one request, not 10,000 time-outs. Every failure is a ``RecordError`` of kind
+``decode`` for the record; the delivery stage adds topic, partition and offset.
+
+Credentials never appear in reasons or logs: the registry is shown by its URL without user info.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import os
+import time
+import urllib.parse
+from typing import Any
+
+from handler.decode.avro import Schema, SchemaProblem, parse
+from handler.errors import RecordError
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_S = 10.0
+NOT_FOUND_TTL_S = 60.0  # an id the registry does not know (or a schema we cannot use)
+UNAVAILABLE_TTL_S = 5.0  # registry unreachable, 5xx, refused credentials
+_MAX_REFERENCE_DEPTH = 32
+
+_confluent_cache: dict[str, dict[int, Schema]] = {}  # registry URL → schema id → schema
+_glue_cache: dict[str, Schema] = {}  # schema version id (a UUID) → schema
+_glue_clients: dict[tuple[str | None, str | None], Any] = {}
+_failed: dict[tuple[str, str], tuple[float, str]] = {}  # (registry, id) → (retry after, reason)
+
+
+class _LookupFailed(Exception):
+    """Internal: why a schema could not be had, and how long to remember that."""
+
+    def __init__(self, reason: str, ttl: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ttl = ttl
+
+
+def _remembered(key: tuple[str, str], what: str) -> None:
+    failed = _failed.get(key)
+    if failed is not None:
+        if failed[0] > time.monotonic():
+            raise RecordError(f"{what}: {failed[1]}", "decode")
+        del _failed[key]
+
+
+def _remember(key: tuple[str, str], err: _LookupFailed) -> None:
+    _failed[key] = (time.monotonic() + err.ttl, err.reason)
+
+
+def clear_caches() -> None:
+    """Forget every schema and failure (tests that need a cold process)."""
+    _confluent_cache.clear()
+    _glue_cache.clear()
+    _glue_clients.clear()
+    _failed.clear()
+
+
+def _build(fmt: str | None, text: Any, label: str, named: dict[str, Any] | None = None) -> Schema:
+    fmt = (fmt or "AVRO").upper()
+    if fmt == "JSON":
+        return Schema(None, label, "JSON")
+    if fmt != "AVRO":
+        raise _LookupFailed(f"{label} is a {fmt} schema; only Avro (and JSON) payloads are supported",
+                            NOT_FOUND_TTL_S)
+    try:
+        return parse(text, label, named)
+    except SchemaProblem as err:
+        raise _LookupFailed(str(err), NOT_FOUND_TTL_S) from None
+
+
+class ConfluentRegistry:
+    """A Confluent Schema Registry (or any server with its REST contract)."""
+
+    def __init__(self, url: str, user_info: str | None = None, timeout: float = TIMEOUT_S) -> None:
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        host = parts.hostname or ""
+        self._https = parts.scheme == "https"
+        self._host = host
+        self._port = parts.port
+        self._base = parts.path.rstrip("/")
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        self.display = urllib.parse.urlunsplit((parts.scheme, netloc, self._base, "", ""))
+        if not user_info and parts.username is not None:
+            user_info = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        self._headers = {"Accept": "application/vnd.schemaregistry.v1+json, application/json"}
+        if user_info:
+            token = base64.b64encode(user_info.encode("utf-8")).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
+        self._timeout = timeout
+        self._cache = _confluent_cache.setdefault(self.display, {})
+
+    def schema(self, schema_id: int, what: str) -> Schema:
+        """The schema with this id; fetched on first use, then from memory."""
+        found = self._cache.get(schema_id)
+        if found is not None:
+            return found
+        key = (self.display, str(schema_id))
+        _remembered(key, what)
+        label = f"schema id {schema_id}"
+        try:
+            doc = self._get(f"/schemas/ids/{schema_id}", label)
+            named: dict[str, Any] = {}
+            self._references(doc.get("references"), named, label, 0)
+            schema = _build(doc.get("schemaType"), doc.get("schema"), label, named)
+        except _LookupFailed as err:
+            _remember(key, err)
+            raise RecordError(f"{what}: {err.reason}", "decode") from None
+        log.info("schema id %d fetched from the schema registry at %s", schema_id, self.display)
+        self._cache[schema_id] = schema
+        return schema
+
+    def _references(self, refs: Any, named: dict[str, Any], label: str, depth: int) -> None:
+        """Parse referenced schemas (subject + version) into ``named``, deepest first."""
+        if not refs:
+            return
+        if depth > _MAX_REFERENCE_DEPTH or not isinstance(refs, list):
+            raise _LookupFailed(f"{label} has references nested too deep or malformed", NOT_FOUND_TTL_S)
+        for ref in refs:
+            try:
+                subject, version = str(ref["subject"]), str(ref["version"])
+            except (KeyError, TypeError):
+                raise _LookupFailed(f"{label} has a malformed reference: {ref!r}", NOT_FOUND_TTL_S) from None
+            ref_label = f"{label} reference {subject} version {version}"
+            doc = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/{version}", ref_label)
+            self._references(doc.get("references"), named, ref_label, depth + 1)
+            if (doc.get("schemaType") or "AVRO").upper() != "AVRO":
+                raise _LookupFailed(f"{ref_label} is not an Avro schema", NOT_FOUND_TTL_S)
+            try:
+                parse(doc["schema"], ref_label, named)  # fills ``named`` with the reference's types
+            except (KeyError, SchemaProblem) as err:
+                raise _LookupFailed(f"{ref_label} cannot be used: {err}", NOT_FOUND_TTL_S) from None
+
+    def _get(self, path: str, label: str) -> dict[str, Any]:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=self._timeout)
+        try:
+            conn.request("GET", self._base + path, headers=self._headers)
+            resp = conn.getresponse()
+            status, body = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as err:
+            raise _LookupFailed(f"{label}: the schema registry at {self.display} is unreachable: "
+                                f"{type(err).__name__}: {err}", UNAVAILABLE_TTL_S) from None
+        finally:
+            conn.close()
+        message = _message(body)
+        if status == 404:
+            raise _LookupFailed(f"{label} is not in the schema registry at {self.display} "
+                                f"(HTTP 404: {message})", NOT_FOUND_TTL_S)
+        if status in (401, 403):
+            raise _LookupFailed(f"{label}: the schema registry at {self.display} refused access (HTTP {status}: "
+                                f"{message}); check connect.influx.schema.registry.basic.auth.user.info",
+                                UNAVAILABLE_TTL_S)
+        if status != 200:
+            raise _LookupFailed(f"{label}: the schema registry at {self.display} answered HTTP {status}: "
+                                f"{message}", UNAVAILABLE_TTL_S)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise _LookupFailed(f"{label}: the schema registry at {self.display} answered something that "
+                                f"is not a JSON object: {body[:200]!r}", UNAVAILABLE_TTL_S)
+        return doc
+
+
+def _message(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict) and "message" in doc:
+            return str(doc["message"])
+    except ValueError:
+        pass
+    return body[:200].decode("utf-8", "replace").strip() or "no message"
+
+
+class GlueRegistry:
+    """The AWS Glue Schema Registry, through boto3 (imported on first use: ~250 ms)."""
+
+    def __init__(self, region: str | None = None) -> None:
+        self.region = region
+
+    def schema(self, version_id: str, what: str) -> Schema:
+        found = _glue_cache.get(version_id)
+        if found is not None:
+            return found
+        key = ("glue", version_id)
+        _remembered(key, what)
+        label = f"AWS Glue schema version {version_id}"
+        try:
+            resp = self._fetch(version_id, label)
+            schema = _build(resp.get("DataFormat"), resp.get("SchemaDefinition"), label)
+        except _LookupFailed as err:
+            _remember(key, err)
+            raise RecordError(f"{what}: {err.reason}", "decode") from None
+        log.info("%s fetched from AWS Glue", label)
+        _glue_cache[version_id] = schema
+        return schema
+
+    def _client(self) -> Any:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_GLUE") or os.environ.get("AWS_ENDPOINT_URL")
+        key = (self.region, endpoint)
+        client = _glue_clients.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(connect_timeout=5, read_timeout=TIMEOUT_S, retries={"max_attempts": 2})
+            client = boto3.client("glue", region_name=self.region, config=config)
+            _glue_clients[key] = client
+        return client
+
+    def _fetch(self, version_id: str, label: str) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp: dict[str, Any] = self._client().get_schema_version(SchemaVersionId=version_id)
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            code, message = error.get("Code", "?"), error.get("Message", "")
+            if code == "EntityNotFoundException":
+                raise _LookupFailed(f"{label} is not in the AWS Glue Schema Registry ({code}: {message})",
+                                    NOT_FOUND_TTL_S) from None
+            raise _LookupFailed(f"{label}: AWS Glue answered {code}: {message}", UNAVAILABLE_TTL_S) from None
+        except BotoCoreError as err:
+            raise _LookupFailed(f"{label}: AWS Glue is unreachable: {err}", UNAVAILABLE_TTL_S) from None
+        return resp
