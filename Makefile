@@ -1,0 +1,39 @@
+# Build of the Lambda package for `sam build` (template.yaml: Metadata BuildMethod makefile).
+#
+# sam runs `make build-InfluxSinkFunction` with ARTIFACTS_DIR set. The package holds only what
+# runs in Lambda: handler/, kcql/ and the runtime dependencies listed in pyproject.toml's
+# `dependencies` (boto3 is already in the Lambda runtime). No tests, events, docs or dev tools.
+#
+# Native wheels (fastavro) are installed for both Lambda architectures, x86_64 and arm64: their
+# extension modules have different file names (…-x86_64-linux-gnu.so, …-aarch64-linux-gnu.so),
+# so one package runs on either, whatever the template's Architecture parameter says (sam does
+# not tell make which one it is building for).
+
+PYTHON ?= python3.12
+LAMBDA_PYTHON_VERSION ?= 3.12
+PLATFORMS ?= manylinux2014_x86_64 manylinux2014_aarch64
+PIP_FLAGS ?= --quiet --disable-pip-version-check --no-compile
+
+.PHONY: build-InfluxSinkFunction check-artifacts-dir
+
+check-artifacts-dir:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run through sam build)" >&2; exit 1; }
+
+build-InfluxSinkFunction: check-artifacts-dir
+	@set -e; \
+	work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	$(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+	  > "$$work/requirements.txt"; \
+	for plat in $(PLATFORMS); do \
+	  $(PYTHON) -m pip install $(PIP_FLAGS) --only-binary=:all: --implementation cp \
+	    --python-version $(LAMBDA_PYTHON_VERSION) --platform $$plat \
+	    --target "$$work/$$plat" -r "$$work/requirements.txt"; \
+	done; \
+	mkdir -p "$(ARTIFACTS_DIR)"; \
+	first=1; for plat in $(PLATFORMS); do \
+	  if [ $$first = 1 ]; then cp -R "$$work/$$plat/." "$(ARTIFACTS_DIR)/"; first=0; \
+	  else cp -R -n "$$work/$$plat/." "$(ARTIFACTS_DIR)/"; fi; \
+	done; \
+	rm -rf "$(ARTIFACTS_DIR)/bin"; \
+	cp -R handler kcql "$(ARTIFACTS_DIR)/"; \
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
