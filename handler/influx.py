@@ -121,6 +121,17 @@ def _retry_after(resp: http.client.HTTPResponse) -> float | None:
         return None
 
 
+# Messages of 400 answers that are about some of the points, not about the request as a whole.
+_POINT_ERRORS = ("partial write", "unable to parse", "failed to parse", "conflict", "invalid field",
+                 "beyond retention", "max-values-per-tag", "dropped", "invalid number", "invalid boolean",
+                 "bad timestamp", "missing field", "missing tag", "line protocol")
+
+
+def _about_points(text: str) -> bool:
+    low = text.lower()
+    return any(marker in low for marker in _POINT_ERRORS)
+
+
 class LineWriter:
     """Chunked writes with splitting on refusals; subclasses build the request."""
 
@@ -214,7 +225,7 @@ class LineWriter:
         status, text, retry_after = self._send([lines[i] for i in idxs], self._remaining(deadline))
         if status in (200, 204):
             return
-        if status in (400, 413, 422):
+        if status == 413 or status == 422 or (status == 400 and _about_points(text)):
             if len(idxs) == 1:
                 report.rejected[idxs[0]] = (text.strip() or f"HTTP {status}")[:500] if status != 413 else (
                     "the point is larger than the server's max-body-size")
@@ -232,6 +243,9 @@ class LineWriter:
 
     def _batch_error(self, status: int, text: str, retry_after: float | None) -> WriteError:
         detail = text.strip()[:300]
+        if status == 400 or (status == 500 and "retention policy not found" in text):
+            return WriteError(f"InfluxDB refused the request (HTTP {status}): {detail}", status=status,
+                              retryable=False)
         if status in (401, 403):
             return WriteError(f"InfluxDB refused the credentials (HTTP {status}): {detail}", status=status,
                               retryable=False)

@@ -155,7 +155,7 @@ BY_KEY = {s.key: s for s in SPECS}
 @dataclass(frozen=True)
 class Settings:
     kcql: str
-    url: str
+    url: str = field(repr=False)  # may carry user:password
     db: str
     username: str | None = None
     password: str | None = field(default=None, repr=False)

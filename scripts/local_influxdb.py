@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 INFLUXD = "/usr/bin/influxd"
+_UNVERIFIED = ssl._create_unverified_context()  # the test harness talks to its own self-signed server
 
 
 def ensure_installed() -> str:
@@ -49,7 +51,7 @@ def free_port() -> int:
 
 
 def _config(base: str, root: str, http_port: int, rpc_port: int, auth: bool,
-            max_body_size: int | None) -> str:
+            max_body_size: int | None, tls: tuple[str, str] | None = None) -> str:
     """Rewrite influxd's default config: private data dirs, loopback ports, no side listeners."""
     out: list[str] = []
     section = ""
@@ -70,6 +72,12 @@ def _config(base: str, root: str, http_port: int, rpc_port: int, auth: bool,
             line = f"  auth-enabled = {'true' if auth else 'false'}"
         elif key == "max-body-size" and section == "[http]" and max_body_size is not None:
             line = f"  max-body-size = {max_body_size}"
+        elif key == "https-enabled" and section == "[http]" and tls:
+            line = "  https-enabled = true"
+        elif key == "https-certificate" and section == "[http]" and tls:
+            line = f'  https-certificate = "{tls[0]}"'
+        elif key == "https-private-key" and section == "[http]" and tls:
+            line = f'  https-private-key = "{tls[1]}"'
         elif key in ("log-enabled", "query-log-enabled", "logging-enabled"):
             line = line.replace("true", "false")
         elif key == "enabled" and section == "[ifql]":
@@ -96,7 +104,7 @@ class InfluxServer:
             token = base64.b64encode(f"{self.admin[0]}:{self.admin[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=30, context=_UNVERIFIED) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
@@ -137,8 +145,12 @@ class InfluxServer:
 
 
 def start(root: str | None = None, *, auth: bool = False, admin: tuple[str, str] = ("admin", "admin-secret"),
-          max_body_size: int | None = None, port: int | None = None, timeout: float = 30.0) -> InfluxServer:
-    """Start influxd under ``root`` (a new temporary folder by default) and wait for /ping."""
+          max_body_size: int | None = None, port: int | None = None, timeout: float = 30.0,
+          tls: tuple[str, str] | None = None) -> InfluxServer:
+    """Start influxd under ``root`` (a new temporary folder by default) and wait for /ping.
+
+    ``tls`` = (certificate file, private key file) serves HTTPS instead of HTTP.
+    """
     influxd = ensure_installed()
     root = root or tempfile.mkdtemp(prefix="influxd-")
     os.makedirs(root, exist_ok=True)
@@ -146,19 +158,20 @@ def start(root: str | None = None, *, auth: bool = False, admin: tuple[str, str]
     http_port = port or free_port()
     conf = os.path.join(root, "influxdb.conf")
     with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(_config(base, root, http_port, free_port(), auth, max_body_size))
+        fh.write(_config(base, root, http_port, free_port(), auth, max_body_size, tls))
     log = open(os.path.join(root, "influxd.log"), "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([influxd, "-config", conf], stdout=log, stderr=log,
                             start_new_session=True)
     with open(os.path.join(root, "influxd.pid"), "w", encoding="utf-8") as fh:
         fh.write(str(proc.pid))
-    server = InfluxServer(url=f"http://127.0.0.1:{http_port}", root=root, pid=proc.pid, proc=proc)
+    scheme = "https" if tls else "http"
+    server = InfluxServer(url=f"{scheme}://127.0.0.1:{http_port}", root=root, pid=proc.pid, proc=proc)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"influxd exited with {proc.returncode}; see {root}/influxd.log")
         try:
-            with urllib.request.urlopen(f"{server.url}/ping", timeout=1) as resp:
+            with urllib.request.urlopen(f"{server.url}/ping", timeout=1, context=_UNVERIFIED) as resp:
                 if resp.status == 204:
                     break
         except (OSError, urllib.error.URLError):

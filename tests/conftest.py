@@ -71,7 +71,7 @@ def json_event(values: list[Any], topic: str = "topic1", partition: int = 0, key
         recs.append(Rec(topic, partition, start_offset + i,
                         None if v is None else (v if isinstance(v, bytes) else json.dumps(v).encode()),
                         None if k is None else (k if isinstance(k, bytes) else json.dumps(k).encode()),
-                        timestamp=1_700_000_000_000 + i))
+                        timestamp=1_700_000_000_000 + start_offset + i))
     return build_event(recs, **kw)
 
 
@@ -94,3 +94,44 @@ def sink_env(influx: local_influxdb.InfluxServer, db: str, monkeypatch: pytest.M
 
     yield configure  # type: ignore[misc]
     app.reset_runtime()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's server on a free loopback port: real SSM / Glue HTTP APIs for boto3."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """boto3 (and Powertools Parameters) pointed at moto's server with dummy credentials."""
+    for k, v in {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing",
+                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_server

@@ -1,0 +1,97 @@
+"""Issue 5: validation names every bad setting and value; secrets never shown; defaults as the seed's."""
+
+from __future__ import annotations
+
+import pytest
+
+from handler.errors import ConfigError
+from handler.settings import SPECS, load
+
+BASE = {"CONNECT_INFLUX_URL": "http://127.0.0.1:8086", "CONNECT_INFLUX_DB": "mydb",
+        "CONNECT_INFLUX_KCQL": "INSERT INTO m SELECT * FROM t"}
+
+
+def problems(**env: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        load({**BASE, **env})
+    return str(err.value)
+
+
+def test_defaults_follow_the_seed():
+    s = load(BASE)
+    assert (s.retention_policy, s.consistency_level, s.error_policy, s.max_retries, s.retry_interval_ms,
+            s.progress_enabled) == ("autogen", "ALL", "THROW", 10, 60000, False)
+    assert s.version == "1" and s.ssl_verify is True and s.gzip is False
+    assert s.sources["connect.influx.url"] == "env" and s.sources["connect.influx.retention.policy"] == "default"
+
+
+@pytest.mark.parametrize("missing", ["CONNECT_INFLUX_URL", "CONNECT_INFLUX_DB", "CONNECT_INFLUX_KCQL"])
+def test_missing_required_setting_is_named(missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigError) as err:
+        load(env)
+    key = missing.lower().replace("_", ".")
+    assert key in str(err.value) and missing in str(err.value)
+
+
+@pytest.mark.parametrize(("env", "key", "shown"), [
+    ("CONNECT_INFLUX_ERROR_POLICY", "connect.influx.error.policy", "'SOMETIMES'"),
+    ("CONNECT_INFLUX_CONSISTENCY_LEVEL", "connect.influx.consistency.level", "'MOST'"),
+    ("CONNECT_INFLUX_MAX_RETRIES", "connect.influx.max.retries", "'ten'"),
+    ("CONNECT_INFLUX_RETRY_INTERVAL", "connect.influx.retry.interval", "'1m'"),
+    ("CONNECT_INFLUX_URL", "connect.influx.url", "'influx:8086'"),
+    ("CONNECT_PROGRESS_ENABLED", "connect.progress.enabled", "'perhaps'"),
+])
+def test_invalid_value_names_key_env_and_value(env, key, shown):
+    text = problems(**{env: shown.strip("'")})
+    assert f"{key} ({env}) = {shown}" in text
+
+
+def test_all_problems_are_reported_at_once():
+    text = problems(CONNECT_INFLUX_ERROR_POLICY="x", CONNECT_INFLUX_CONSISTENCY_LEVEL="y",
+                    CONNECT_INFLUX_MAX_RETRIES="z", CONNECT_INFLUX_KCQL="INSERT INTO m SELECT * FROM")
+    for key in ("connect.influx.error.policy", "connect.influx.consistency.level", "connect.influx.max.retries",
+                "connect.influx.kcql"):
+        assert key in text
+
+
+def test_kcql_error_carries_the_caret():
+    text = problems(CONNECT_INFLUX_KCQL="INSERT INTO m SELECT * FROM t WITHTAG(a) BOGUS")
+    assert "line 1, column 42" in text and "\n" in text and "^" in text
+
+
+def test_url_with_bad_port():
+    assert "connect.influx.url (CONNECT_INFLUX_URL) = 'http://h:99999'" in problems(
+        CONNECT_INFLUX_URL="http://h:99999")
+
+
+def test_v2_needs_bucket_and_org():
+    text = problems(CONNECT_INFLUX_VERSION="2", CONNECT_INFLUX_DB="")
+    assert "connect.influx.bucket (CONNECT_INFLUX_BUCKET)" in text
+    assert "connect.influx.org (CONNECT_INFLUX_ORG)" in text
+
+
+def test_token_or_bucket_selects_v2():
+    s = load({**BASE, "CONNECT_INFLUX_TOKEN": "t0k", "CONNECT_INFLUX_ORG": "o", "CONNECT_INFLUX_BUCKET": "b"})
+    assert s.version == "2"
+
+
+def test_secrets_are_hidden_in_description_and_errors():
+    secret = "s3cr3t-Pa55"
+    s = load({**BASE, "CONNECT_INFLUX_PASSWORD": secret, "CONNECT_INFLUX_USERNAME": "u",
+              "CONNECT_INFLUX_TOKEN": secret + "tok", "CONNECT_INFLUX_ORG": "o",
+              "CONNECT_INFLUX_URL": f"http://u:{secret}@127.0.0.1:8086"})
+    text = "\n".join(s.describe()) + repr(s)
+    assert secret not in text
+    assert "connect.influx.password = [hidden] (env)" in text
+    bad = problems(CONNECT_INFLUX_PASSWORD=secret, CONNECT_INFLUX_URL=f"ftp://u:{secret}@h",
+                   CONNECT_INFLUX_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=f"u:{secret}", CONNECT_INFLUX_ERROR_POLICY="x")
+    assert secret not in bad and "[hidden]" in bad
+
+
+def test_every_setting_is_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [s.key for s in SPECS if f"`{s.key}`" not in readme]
+    assert not missing, f"README's settings table lacks {missing}"
