@@ -92,12 +92,15 @@ def prepare(schema: Any) -> Any:
     out = dict(schema)
     kind = out.get("type")
     if kind in ("record", "error"):
-        out["fields"] = [{**f, "type": prepare(f.get("type"))} if isinstance(f, dict) else f
-                         for f in out.get("fields") or []]
+        if isinstance(out.get("fields"), list):
+            out["fields"] = [{**f, "type": prepare(f["type"])} if isinstance(f, dict) and "type" in f else f
+                             for f in out["fields"]]
     elif kind == "array":
-        out["items"] = prepare(out.get("items"))
+        if "items" in out:
+            out["items"] = prepare(out["items"])
     elif kind == "map":
-        out["values"] = prepare(out.get("values"))
+        if "values" in out:
+            out["values"] = prepare(out["values"])
     elif isinstance(kind, dict | list):
         out["type"] = prepare(kind)
     else:
