@@ -35,8 +35,11 @@ if [ ! -f "$stamp" ]; then
     "$py" -m venv .venv
   fi
   echo "bootstrap: installing the project with its dev extra" >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING' || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING' || true
+  log=.venv/install.log
+  if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip \
+         && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'; } >"$log" 2>&1; then
+    cat "$log" >&2; echo "bootstrap: pip install failed" >&2; exit 1
+  fi
   .venv/bin/python -c 'import handler, kcql, pytest, hypothesis' 
   rm -f .venv/.installed-*
   touch "$stamp"
