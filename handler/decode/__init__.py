@@ -78,12 +78,13 @@ class Decoder:
         meta = record.key_schema
         if self.key_kind == "auto" and meta is None and self.key_schema is None and data[:1] not in _FRAMED:
             try:
-                return _json_loads(data)
+                doc = _json_loads(data)
             except ValueError:
                 try:
                     return data.decode("utf-8")
                 except UnicodeDecodeError:
                     raise RecordError("key is neither JSON nor UTF-8 text", "decode") from None
+            return _unwrap(doc, "key")
         return self.decode(data, self.key_kind, "key", meta, self.key_schema)
 
     def decode(self, data: bytes, kind: str, what: str, meta: Any = None, schema: Schema | None = None) -> Any:
@@ -184,11 +185,7 @@ class Decoder:
             doc = _json_loads(data)
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise RecordError(f"{what} is not valid JSON: {err}", "decode") from None
-        if envelope and type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
-            from handler.decode.connect import from_envelope
-
-            return from_envelope(doc, what)
-        return doc
+        return _unwrap(doc, what) if envelope else doc
 
     # ------------------------------------------------------------ registries
 
@@ -208,6 +205,15 @@ class Decoder:
 
             self._glue = GlueRegistry(self._glue_region)
         return self._glue
+
+
+def _unwrap(doc: Any, what: str) -> Any:
+    """A Kafka Connect envelope's converted payload; any other document as it is."""
+    if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
+        from handler.decode.connect import from_envelope
+
+        return from_envelope(doc, what)
+    return doc
 
 
 def _setting_schema(text: str | None, key: str) -> Schema | None:
