@@ -1,0 +1,464 @@
+"""influx-sink: the developer toolbox around the Lambda handler.
+
+    influx-sink kcql 'INSERT INTO m SELECT * FROM t'     parse and explain KCQL (exit 1 on an error)
+    influx-sink event --topic t < values.jsonl > ev.json  JSON lines → a Kafka event (SAM has no generator)
+    influx-sink invoke ev.json --env-vars events/env.json run the handler as `sam local invoke` would
+    influx-sink invoke ev.json --dry-run                  print the line protocol instead of writing it
+
+The Lambda never imports this module, and this module imports the handler's heavy parts only in
+the subcommand that needs them, so ``influx-sink kcql`` starts fast and the cold start is untouched.
+
+A subcommand is one registration: a function ``add_<name>_parser(subparsers)`` that adds its
+parser and sets ``func`` (``func(args) -> exit code``). ``handler.consume`` is registered when it
+exists, through its ``add_consume_parser``. See docs/deploy.md ("The influx-sink CLI").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kcql import Statement
+
+PROG = "influx-sink"
+FUNCTION_ID = "InfluxSinkFunction"  # the function's logical id in template.yaml and env.json
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+Subparsers = Any  # argparse._SubParsersAction: private in typeshed, so not named here
+Registrar = Callable[[Subparsers], argparse.ArgumentParser]
+
+
+class UsageError(Exception):
+    """Bad input to a subcommand (a file, an option value): printed without a traceback, exit 2."""
+
+
+# ---------------------------------------------------------------- kcql
+
+
+def add_kcql_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "kcql", help="parse KCQL and explain what each statement writes",
+        description="Parse connect.influx.kcql and explain each statement: topic, measurement, fields, tags, "
+                    "timestamp. A syntax error is shown with its line, column and a caret; the exit code is 1.")
+    parser.add_argument("statement", help="the KCQL text ('-' reads it from stdin)")
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.set_defaults(func=run_kcql)
+    return parser
+
+
+def run_kcql(args: argparse.Namespace) -> int:
+    from kcql import KcqlError, parse
+
+    text = sys.stdin.read() if args.statement == "-" else args.statement
+    try:
+        statements = parse(text)
+    except KcqlError as err:
+        print(err, file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps([explain_json(s) for s in statements], indent=2))
+    else:
+        for i, s in enumerate(statements, 1):
+            if i > 1:
+                print()
+            print(f"Statement {i} of {len(statements)} (line {s.line}, column {s.column})")
+            print("\n".join(explain_lines(s)))
+    return EXIT_OK
+
+
+def _describe_field(field: Any) -> str:
+    from kcql import Source
+
+    path = field.path
+    if field.wildcard:
+        if path.source is Source.KEY:
+            where = "the key" if not path.segments else f"_key.{'.'.join(path.segments)}"
+        else:
+            where = "the value" if not path.segments else ".".join(path.segments)
+        return (f"{path.text or '*'}: every field of {where} "
+                "(nested objects flattened with _, arrays as name0, name1, ...)")
+    return f"{path.text} as {field.name}" if field.name != path.text else path.text
+
+
+def _describe_tag(tag: Any) -> str:
+    from kcql import ConstantTag
+
+    if isinstance(tag, ConstantTag):
+        return f"{tag.key}={tag.value} (constant)"
+    return f"{tag.name} <- {tag.path.text} (left out when missing, null or empty)"
+
+
+def _describe_time(s: Statement) -> str:
+    if s.timestamp is None:
+        return "time of processing (sys_time()), nanoseconds"
+    unit = s.timestamp_unit.name if s.timestamp_unit else None
+    if unit:
+        return f"{s.timestamp.text}, numbers in {unit}; ISO-8601 strings with a zone as they are"
+    return (f"{s.timestamp.text}: integers in MILLISECONDS, floats in epoch seconds, ISO-8601 strings with a zone "
+            "(missing or null fails the record)")
+
+
+def explain_lines(s: Statement) -> list[str]:
+    """A human reading of one statement, aligned as ``key  value`` lines."""
+    rows: list[tuple[str, list[str]]] = [
+        ("statement", [s.text]),
+        ("topic", [s.topic]),
+        ("measurement", [f"the value of {s.target.text}, else {s.measurement}" if s.target else s.measurement]),
+        ("fields", [_describe_field(f) for f in s.fields]),
+        ("ignored", [p.text for p in s.ignores] or ["(none)"]),
+        ("tags", [_describe_tag(t) for t in s.tags] or ["(none)"]),
+        ("timestamp", [_describe_time(s)]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    out: list[str] = []
+    for key, values in rows:
+        for j, value in enumerate(values):
+            out.append(f"  {(key if j == 0 else ''):<{width}}  {value}")
+    return out
+
+
+def explain_json(s: Statement) -> dict[str, Any]:
+    from kcql import ConstantTag
+
+    return {
+        "line": s.line, "column": s.column, "text": s.text, "topic": s.topic,
+        "measurement": s.measurement, "target": s.target.text if s.target else None,
+        "fields": [{"path": f.path.text or "*", "source": f.path.source.value, "name": f.name,
+                    "wildcard": f.wildcard} for f in s.fields],
+        "ignore": [p.text for p in s.ignores],
+        "tags": [{"name": t.key, "value": t.value} if isinstance(t, ConstantTag)
+                 else {"name": t.name, "path": t.path.text} for t in s.tags],
+        "timestamp": s.timestamp.text if s.timestamp else "sys_time()",
+        "timestamp_unit": s.timestamp_unit.name if s.timestamp_unit else None,
+    }
+
+
+# ---------------------------------------------------------------- event
+
+
+def add_event_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "event", help="JSON lines on stdin -> a Kafka event on stdout",
+        description="Read one record value per line (JSON) from stdin and print a Kafka event shaped like the "
+                    "MSK (or self-managed) event source's, for `sam local invoke -e` and `influx-sink invoke`. "
+                    "A line `null` is a tombstone; empty lines are skipped.")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--partition", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0, help="offset of the first record (default 0)")
+    parser.add_argument("--key", help="the key of every record, as UTF-8 text (default: no key)")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                        help="a header on every record (repeatable)")
+    parser.add_argument("--timestamp", type=int, metavar="MS",
+                        help="record timestamp in epoch ms (default: now, +1 ms per record)")
+    parser.add_argument("--format", choices=["json", "avro"], default="json",
+                        help="how values are encoded in the event (default json)")
+    parser.add_argument("--schema", metavar="FILE", help="Avro schema (.avsc) for --format avro")
+    parser.add_argument("--schema-id", type=int, metavar="N",
+                        help="Confluent framing (magic byte 0 + schema id); without it Avro is unframed, "
+                             "for connect.influx.value.avro.schema")
+    parser.add_argument("--self-managed", action="store_true",
+                        help="a self-managed Kafka event (eventSource SelfManagedKafka, no eventSourceArn)")
+    parser.add_argument("--bootstrap-servers", default="b-1.demo.kafka.us-east-1.amazonaws.com:9092")
+    parser.set_defaults(func=run_event)
+    return parser
+
+
+def _avro_encoder(schema_file: str, schema_id: int | None) -> Callable[[Any], bytes]:
+    import io
+
+    import fastavro
+    from fastavro.validation import ValidationError, validate
+
+    try:
+        with open(schema_file, encoding="utf-8") as fh:
+            parsed = fastavro.parse_schema(json.load(fh))
+    except (OSError, ValueError, fastavro.schema.SchemaParseException) as err:
+        raise UsageError(f"--schema {schema_file}: {err}") from None
+    frame = b"" if schema_id is None else b"\x00" + schema_id.to_bytes(4, "big")
+
+    def encode(value: Any) -> bytes:
+        try:
+            validate(value, parsed, raise_errors=True)
+        except ValidationError as err:
+            raise UsageError(f"the value does not match the schema: {err}") from None
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, value)
+        return frame + buf.getvalue()
+
+    return encode
+
+
+def read_values(stream: IO[str]) -> Iterator[tuple[int, Any, str]]:
+    """(line number, parsed value, raw text) for each non-empty line."""
+    for n, line in enumerate(stream, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            yield n, json.loads(text), text
+        except ValueError as err:
+            raise UsageError(f"stdin line {n} is not JSON: {err}") from None
+
+
+def run_event(args: argparse.Namespace) -> int:
+    from handler.eventgen import Rec, build_event
+
+    if args.schema_id is not None and not 0 <= args.schema_id < 2**32:
+        raise UsageError("--schema-id must be between 0 and 4294967295")
+    avro: Callable[[Any], bytes] | None = None
+    if args.format == "avro":
+        if not args.schema:
+            raise UsageError("--format avro needs --schema FILE")
+        avro = _avro_encoder(args.schema, args.schema_id)
+    elif args.schema or args.schema_id is not None:
+        raise UsageError("--schema and --schema-id go with --format avro")
+    headers = []
+    for h in args.header:
+        name, sep, value = h.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--header {h!r}: expected NAME=VALUE")
+        headers.append((name, value.encode("utf-8")))
+    key = None if args.key is None else args.key.encode("utf-8")
+    ts = int(time.time() * 1000) if args.timestamp is None else args.timestamp
+    records = []
+    for i, (n, value, raw) in enumerate(read_values(sys.stdin)):
+        # JSON values keep the line's own bytes (number spelling, key order), as a producer sent them.
+        try:
+            body = None if value is None else avro(value) if avro else raw.encode("utf-8")
+        except UsageError as err:
+            raise UsageError(f"stdin line {n}: {err}") from None
+        records.append(Rec(args.topic, args.partition, args.offset + i, body, key, list(headers),
+                           timestamp=ts + (i if args.timestamp is None else 0)))
+    event = build_event(records, self_managed=args.self_managed, bootstrap_servers=args.bootstrap_servers)
+    print(json.dumps(event, indent=2))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- invoke
+
+
+def add_invoke_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "invoke", help="run the handler on an event file, as `sam local invoke` would (no Docker)",
+        description="Run handler.app.lambda_handler on EVENT with the variables of --env-vars (SAM's format: "
+                    f'{{"{FUNCTION_ID}": {{...}}}} and/or {{"Parameters": {{...}}}}) over the current '
+                    "environment. The response goes to stdout, logs and metrics to stderr. A function "
+                    "error prints Lambda's error object and exits 1.")
+    parser.add_argument("event", help="event JSON file ('-' for stdin)")
+    parser.add_argument("--env-vars", metavar="FILE", help="environment variables file (SAM --env-vars format)")
+    parser.add_argument("--function", default=FUNCTION_ID, help=f"section of --env-vars to use (default {FUNCTION_ID})")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="the context's remaining time at the start (default 120, the template's Timeout)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the line protocol the event maps to instead of writing it (no network)")
+    parser.set_defaults(func=run_invoke)
+    return parser
+
+
+def _env_value(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise UsageError(f"--env-vars: {name} must be a string, number or boolean")
+
+
+def load_env_vars(path: str, function: str = FUNCTION_ID) -> dict[str, str | None]:
+    """SAM's --env-vars file: ``Parameters`` apply to every function, the function's own section wins."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--env-vars {path}: {err}") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise UsageError(f'--env-vars {path}: expected {{"{function}": {{"VAR": "value"}}}} '
+                         'or {"Parameters": {...}}')
+    if function not in doc and "Parameters" not in doc:
+        raise UsageError(f"--env-vars {path}: no {function!r} or 'Parameters' section (found: {', '.join(doc)})")
+    merged: dict[str, str | None] = {}
+    for section in ("Parameters", function):
+        for name, value in doc.get(section, {}).items():
+            merged[name] = _env_value(name, value)
+    return merged
+
+
+def _load_event(path: str) -> Any:
+    try:
+        if path == "-":
+            return json.load(sys.stdin)
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"event {path}: {err}") from None
+
+
+@contextlib.contextmanager
+def patched_environ(overrides: Mapping[str, str | None]) -> Iterator[None]:
+    """Apply env.json over os.environ (None unsets), restoring it afterwards (in-process callers)."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    try:
+        for k, v in overrides.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+class LocalContext:
+    """The parts of Lambda's context object the handler and Powertools read."""
+
+    def __init__(self, function_name: str, timeout_s: float) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 1024
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    event = _load_event(args.event)
+    overrides = load_env_vars(args.env_vars, args.function) if args.env_vars else {}
+    with patched_environ(overrides):
+        if args.dry_run:
+            return dry_run(event, os.environ)
+        return _invoke(event, LocalContext(args.function, args.timeout))
+
+
+def _invoke(event: Any, context: LocalContext) -> int:
+    # The handler's logs and EMF metrics print to stdout (as in Lambda); keep stdout for the response.
+    real_stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        from handler import app
+        from handler.errors import SinkError
+
+        app.reset_runtime()
+        try:
+            response = app.lambda_handler(event, context)
+        except (SinkError, ValueError, OSError) as err:
+            # What Lambda answers for a function error; the event source then retries the batch.
+            failure = {"errorMessage": str(err), "errorType": type(err).__name__}
+            print(json.dumps(failure, indent=2), file=real_stdout)
+            return EXIT_FAILED
+        finally:
+            with contextlib.suppress(Exception):
+                app.reset_runtime()
+    print(json.dumps(response, indent=2), file=real_stdout)
+    return EXIT_OK
+
+
+def dry_run(event: Any, environ: Mapping[str, str]) -> int:
+    """Map the event with the real settings, plan and encoder; print lines, never write them."""
+    from handler.decode import Decoder
+    from handler.delivery import map_records
+    from handler.errors import ConfigError, Failure
+    from handler.mapping import Plan
+    from handler.records import EventError, parse_event
+    from handler.settings import load
+
+    try:
+        settings = load(environ)
+    except ConfigError as err:
+        print(f"{PROG} invoke --dry-run: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        records = parse_event(event)
+    except EventError as err:
+        raise UsageError(str(err)) from None
+    plan = Plan(settings.statements, Decoder.from_settings(settings))
+    failures: list[Failure] = []
+    lines = map_records(records, plan, failures)
+    out = sys.stdout
+    for ls in lines:
+        for line in ls or ():
+            out.write(line + "\n")
+    for f in failures:
+        print(f"record failed ({f.kind}): {f}", file=sys.stderr)
+    n_lines = sum(len(ls) for ls in lines if ls)
+    print(f"{len(records)} record(s) -> {n_lines} line(s); {plan.stats.tombstones} tombstone(s), "
+          f"{len(failures)} failed; nothing written (--dry-run)", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _consume_registrar() -> Registrar | None:
+    """``handler.consume``'s registration, when that module is there (imported only to register)."""
+    if importlib.util.find_spec("handler.consume") is None:
+        return None
+    try:
+        from handler import consume
+    except ImportError as err:
+        reason = str(err)
+
+        def unavailable(subparsers: Subparsers) -> argparse.ArgumentParser:
+            parser: argparse.ArgumentParser = subparsers.add_parser("consume", help="(unavailable: see --help)",
+                                                                    description=f"unavailable: {reason}")
+            parser.set_defaults(func=lambda _args: _fail(f"consume is unavailable: {reason}"))
+            return parser
+
+        return unavailable
+    registrar: Registrar = consume.add_consume_parser
+    return registrar
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def registrars() -> list[Registrar]:
+    found: list[Registrar] = [add_kcql_parser, add_event_parser, add_invoke_parser]
+    consume = _consume_registrar()
+    if consume is not None:
+        found.append(consume)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+                                     epilog="Run `influx-sink COMMAND --help` for a command's options.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UsageError as err:
+        print(f"{PROG} {args.command}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `influx-sink event ... | head`
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

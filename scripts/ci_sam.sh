@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# CI checks of the SAM application (called by scripts/test; runs alone too: bash scripts/ci_sam.sh).
+#
+#  1. a tools virtualenv .tools/ with aws-sam-cli and cfn-lint (they pin boto3 & co: never in .venv)
+#  2. sam validate --lint
+#  3. the template translated by SAM's own translator, then cfn-lint on the result
+#  4. samconfig.toml: every parameter override of every environment is a template parameter
+#  5. sam build (the Makefile), then a look at the package: handler/, kcql/, runtime deps, nothing else
+#  6. the built artifact invoked with the runtime's own Python (3.12, site-packages off, PYTHONPATH =
+#     the build only) on every events/msk-*.json and events/self-managed-*.json, against a real
+#     InfluxDB (scripts/local_influxdb.py), with events/env.json pointed at it; the response must be
+#     an empty batchItemFailures and InfluxDB must hold one point per non-null record value.
+#
+# Those two globs are the events that work with events/env.json alone; events/payload-*.json need a
+# schema registry or other settings and are covered by the tests (tests/test_decode*.py).
+# Nothing here talks to AWS: telemetry and the update check are off, no credentials are used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SAM_CLI_PIN="aws-sam-cli==1.170.0"
+CFN_LINT_PIN="cfn-lint==1.58.0"
+
+step() { printf '\n== ci_sam: %s\n' "$*"; }
+die() { printf 'ci_sam: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# The Lambda runtime's Python: pyenv's 3.12 build, else a python3.12 on PATH.
+PY312=""
+for cand in "$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do
+  if [ -x "$cand" ] && "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    PY312=$cand; break
+  fi
+done
+[ -n "$PY312" ] || die "python3.12 not found (sam build and the runtime check need the Lambda runtime's Python)"
+PY312_DIR=$(dirname "$PY312")
+export PATH="$PY312_DIR:$PATH"
+
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+export SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
+# sam keeps its settings (and the time of its weekly PyPI version check) here, not in ~/.aws-sam.
+export __SAM_CLI_APP_DIR="$ROOT/.tools/sam-home"
+
+step "tools venv (.tools: $SAM_CLI_PIN, $CFN_LINT_PIN)"
+stamp=".tools/.installed-$(printf '%s %s %s' "$SAM_CLI_PIN" "$CFN_LINT_PIN" "$PY312" | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  rm -rf .tools
+  "$PY312" -m venv .tools
+  .tools/bin/python -m pip install -q --disable-pip-version-check "$SAM_CLI_PIN" "$CFN_LINT_PIN" 2>&1 \
+    | grep -v -e '^WARNING: Location' || true
+  .tools/bin/sam --version >/dev/null || die "aws-sam-cli did not install"
+  .tools/bin/cfn-lint --version >/dev/null || die "cfn-lint did not install"
+  touch "$stamp"
+fi
+mkdir -p "$__SAM_CLI_APP_DIR"
+printf '{"telemetryEnabled": false, "lastVersionCheck": %s}\n' "$(date +%s)" > "$__SAM_CLI_APP_DIR/metadata.json"
+echo "$(.tools/bin/sam --version); cfn-lint $(.tools/bin/cfn-lint --version | awk '{print $2}'); runtime $("$PY312" -V)"
+
+step "sam validate --lint"
+.tools/bin/sam validate --lint --template-file template.yaml || die "sam validate --lint"
+
+work=$(mktemp -d)
+cleanup() {
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "SAM translation + cfn-lint on the translated template"
+.tools/bin/python - "$work/translated.json" <<'PY' || die "SAM translation"
+import json
+import sys
+
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
+
+
+class NoManagedPolicies:
+    """The template names managed policies by ARN only: nothing to look up in IAM."""
+
+    def load(self):
+        return {}
+
+
+with open("template.yaml", encoding="utf-8") as fh:
+    template = yaml_parse(fh.read())
+for resource in template["Resources"].values():
+    if resource["Type"] == "AWS::Serverless::Function":
+        resource["Properties"]["CodeUri"] = "s3://placeholder-bucket/influx-sink.zip"  # what sam package puts
+translated = transform(template, {}, NoManagedPolicies())
+leftover = sorted({r["Type"] for r in translated["Resources"].values() if r["Type"].startswith("AWS::Serverless")})
+if leftover:
+    sys.exit(f"untranslated resources: {leftover}")
+with open(sys.argv[1], "w", encoding="utf-8") as fh:
+    json.dump(translated, fh, indent=1)
+print(f"{len(translated['Resources'])} resources: {', '.join(sorted(translated['Resources']))}")
+PY
+.tools/bin/cfn-lint --regions us-east-1 -- "$work/translated.json" || die "cfn-lint on the translated template"
+echo "cfn-lint: no findings"
+
+step "samconfig.toml environments"
+.tools/bin/python - <<'PY' || die "samconfig.toml"
+import sys
+import tomllib
+
+from samcli.cli.types import CfnParameterOverridesType
+from samcli.yamlhelper import yaml_parse
+
+with open("template.yaml", encoding="utf-8") as fh:
+    params = yaml_parse(fh.read())["Parameters"]
+with open("samconfig.toml", "rb") as fh:
+    config = tomllib.load(fh)
+problems = []
+for env in ("default", "prod"):
+    deploy = config.get(env, {}).get("deploy", {}).get("parameters", {})
+    overrides = CfnParameterOverridesType().convert(deploy.get("parameter_overrides", ""), None, None)
+    if not overrides:
+        problems.append(f"[{env}] has no deploy parameter_overrides")
+    for key, value in overrides.items():
+        if key not in params:
+            problems.append(f"[{env}] {key} is not a template parameter")
+        elif "AllowedValues" in params[key] and value not in [str(v) for v in params[key]["AllowedValues"]]:
+            problems.append(f"[{env}] {key}={value!r} is not one of {params[key]['AllowedValues']}")
+    missing = [k for k, p in params.items() if "Default" not in p and k not in overrides]
+    if missing:
+        problems.append(f"[{env}] no value for required parameters {missing}")
+    print(f"[{env}] {len(overrides)} overrides; stack {config[env]['global']['parameters']['stack_name']}")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+
+step "sam build"
+rm -rf .aws-sam/build
+.tools/bin/sam build --build-in-source --no-cached --template-file template.yaml || die "sam build"
+BUILD="$ROOT/.aws-sam/build/InfluxSinkFunction"
+[ -f "$BUILD/handler/app.py" ] && [ -f "$BUILD/kcql/grammar.py" ] || die "the build has no handler/ or kcql/"
+for unwanted in tests events docs scripts bench .venv .tools pyproject.toml Makefile template.yaml samconfig.toml; do
+  [ ! -e "$BUILD/$unwanted" ] || die "the build contains $unwanted (only handler/, kcql/ and runtime deps belong there)"
+done
+size_kb=$(du -sk "$BUILD" | cut -f1)
+[ "$size_kb" -lt 200000 ] || die "the build is ${size_kb} KB (Lambda allows 250 MB unzipped)"
+echo "package: $(ls "$BUILD" | tr '\n' ' ')(${size_kb} KB)"
+
+# The runtime's Python with nothing but the package: no site-packages, no .venv, no user site.
+runtime_python() {
+  env -i PATH="$PY312_DIR:/usr/bin:/bin" HOME="$HOME" LANG=C.UTF-8 PYTHONPATH="$BUILD" PYTHONNOUSERSITE=1 \
+    PYTHONDONTWRITEBYTECODE=1 "$PY312" -S "$@"
+}
+runtime_python -c '
+import fastavro._read, pyparsing, aws_lambda_powertools, handler.app, kcql  # native fastavro for this machine
+import sys
+bad = [p for p in sys.path if "site-packages" in p or ".venv" in p]
+assert not bad, bad
+' || die "the package does not import with the runtime's Python alone"
+
+step "invoke the built artifact on the sample events against a real InfluxDB"
+events=(events/msk-*.json events/self-managed-*.json)
+[ -e "${events[0]}" ] || die "no events/msk-*.json"
+.venv/bin/python - "$work" "$PY312" "$BUILD" "${events[@]}" <<'PY' || die "invoking the built artifact"
+import base64
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, "scripts")
+import local_influxdb  # noqa: E402
+
+work, py312, build, *events = sys.argv[1:]
+server = local_influxdb.start(os.path.join(work, "influxd"))
+try:
+    with open("events/env.json", encoding="utf-8") as fh:
+        env_doc = json.load(fh)
+    section = env_doc["InfluxSinkFunction"]
+    for i, path in enumerate(events):
+        db = f"ci_sam_{i}"
+        server.query(f'CREATE DATABASE "{db}"')
+        section.update(CONNECT_INFLUX_URL=server.url, CONNECT_INFLUX_DB=db)
+        env_file = os.path.join(work, f"env-{i}.json")
+        with open(env_file, "w", encoding="utf-8") as fh:
+            json.dump(env_doc, fh)
+        with open(path, encoding="utf-8") as fh:
+            event = json.load(fh)
+        values = [r["value"] for recs in event["records"].values() for r in recs]
+        expected = sum(v is not None for v in values)
+        proc = subprocess.run(
+            [py312, "-S", "-m", "handler.cli", "invoke", path, "--env-vars", env_file],
+            env={"PATH": f"{os.path.dirname(py312)}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/"),
+                 "LANG": "C.UTF-8", "PYTHONPATH": build, "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+            capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"{path}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        response = json.loads(proc.stdout)
+        if response != {"batchItemFailures": []}:
+            sys.exit(f"{path}: unexpected response {response}\nstderr:\n{proc.stderr}")
+        res = server.query("SELECT * FROM /.*/", db=db)["results"][0]
+        rows = [dict(zip(s["columns"], v, strict=True)) for s in res.get("series", []) for v in s["values"]]
+        if len(rows) != expected:
+            sys.exit(f"{path}: {len(rows)} point(s) in InfluxDB, expected {expected}\nstderr:\n{proc.stderr}")
+        first = json.loads(base64.b64decode(next(v for v in values if v is not None)))
+        if not any(all(row.get(k) == v for k, v in first.items() if not isinstance(v, dict | list)) for row in rows):
+            sys.exit(f"{path}: the first record {first} is not in InfluxDB: {rows}")
+        print(f"{path}: {response} - {len(rows)} point(s) in InfluxDB, as expected")
+finally:
+    server.stop()
+PY
+
+printf '\nci_sam: all SAM checks passed\n'
