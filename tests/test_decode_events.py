@@ -97,3 +97,20 @@ def test_esm_json(sink_env, influx, db):
     assert lambda_handler(load("payload-esm-json.json"), None) == {"batchItemFailures": []}
     (row,) = query_points(influx, db, "SELECT * FROM influxMeasure")
     assert row["latitude"] == -49.817964  # JSON numbers: no Avro float widening
+
+
+def test_frame_cli_rebuilds_the_samples(capsys):
+    from handler.decode import frame
+
+    user = json.dumps({"company": "DataMountaineer", "address": "MontainTop", "latitude": -49.817964,
+                       "longitude": -141.645812})
+    frame.main(["confluent", "--id", "1", "--schema", str(SCHEMAS / "user.avsc"), user])
+    frame.main(["avro", "--schema", str(SCHEMAS / "user.avsc"), user])
+    reading = json.dumps({"sensor": "s-1", "ts": 1700000000123, "day": "2024-02-29", "price": "1234.56",
+                          "state": "OK", "level": 0.75, "location": {"lat": 51.5, "lon": -0.12},
+                          "samples": [1.0, 2.5]})
+    frame.main(["glue", "--version-id", GLUE_SAMPLE_VERSION_ID, "--schema", str(SCHEMAS / "reading.avsc"), reading])
+    confluent, unframed, glue_value = capsys.readouterr().out.split()
+    assert confluent == load("payload-avro-confluent.json")["records"]["influx-topic-0"][0]["value"]
+    assert unframed == load("payload-avro-unframed.json")["records"]["influx-topic-0"][0]["value"]
+    assert glue_value == load("payload-avro-glue.json")["records"]["sensors-0"][0]["value"]
