@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from handler.settings import SPECS  # noqa: E402
+from handler.settings import SPECS
 
 
 def main() -> None:
