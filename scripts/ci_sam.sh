@@ -40,6 +40,8 @@ export SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
 # sam keeps its settings (and the time of its weekly PyPI version check) here, not in ~/.aws-sam.
 export __SAM_CLI_APP_DIR="$ROOT/.tools/sam-home"
 
+[ -x .venv/bin/python ] || bash scripts/bootstrap.sh  # the orchestration below uses the project's .venv
+
 step "tools venv (.tools: $SAM_CLI_PIN, $CFN_LINT_PIN)"
 stamp=".tools/.installed-$(printf '%s %s %s' "$SAM_CLI_PIN" "$CFN_LINT_PIN" "$PY312" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
