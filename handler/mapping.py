@@ -8,6 +8,7 @@ record's coordinates).
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import logging
 import math
@@ -52,7 +53,7 @@ class Context:
         self.record = record
         self.value = value
         self._key: Any = MISSING
-        self._headers: dict[str, str] | None = None
+        self._headers: dict[str, Any] | None = None
         self.decoder = decoder
         self.stats = stats
 
@@ -62,11 +63,34 @@ class Context:
             self._key = self.decoder.key(self.record)
         return self._key
 
-    @property
-    def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            self._headers = self.record.headers()
-        return self._headers
+    def header(self, name: str) -> Any:
+        """One header as text (MISSING when absent). Only the headers a statement names are
+        decoded, so an unrelated binary header never fails the record."""
+        cache = self._headers
+        if cache is None:
+            cache = self._headers = {}
+        value = cache.get(name, MISSING)
+        if value is MISSING:
+            value = cache[name] = header_text(self.record.raw_headers, name)
+        return value
+
+
+def header_text(raw_headers: Any, name: str) -> Any:
+    """The first header called ``name`` decoded as UTF-8; the event source sends each header as
+    a list of Java signed bytes (-128..127). MISSING when absent, None when its value is null."""
+    for entry in raw_headers or ():
+        data = entry.get(name, MISSING) if type(entry) is dict else MISSING
+        if data is MISSING:
+            continue
+        if data is None:
+            return None
+        try:
+            raw = bytes(b & 0xFF for b in data) if isinstance(data, list) else (
+                base64.b64decode(data, validate=True) if isinstance(data, str) else bytes(data))
+            return raw.decode("utf-8")
+        except (UnicodeDecodeError, ValueError, TypeError) as err:
+            raise RecordError(f"header {name!r} is not UTF-8 text ({err})", "decode") from None
+    return MISSING
 
 
 class Stats:
@@ -110,7 +134,7 @@ def compile_getter(path: Path) -> Getter:
         return (lambda ctx: ctx.key) if not segs else (lambda ctx: _dig(ctx.key, segs))
     if src is Source.HEADER:
         name = segs[0]
-        return lambda ctx: ctx.headers.get(name, MISSING)
+        return lambda ctx: ctx.header(name)
     if src is Source.TOPIC:
         return lambda ctx: ctx.record.topic
     if src is Source.PARTITION:
@@ -330,18 +354,18 @@ def parse_iso(text: str) -> int:
     return _datetime_ns(whole) + (int((frac or "0").ljust(9, "0")) if frac else 0)
 
 
-def _sys_time() -> Callable[[Context], int]:
-    """Processing time; strictly increasing so points of one batch never overwrite each other."""
-    last = [0]
+_last_sys_ns = [0]
 
-    def now(_ctx: Context) -> int:
-        t = time.time_ns()
-        if t <= last[0]:
-            t = last[0] + 1
-        last[0] = t
-        return t
 
-    return now
+def sys_time_ns(_ctx: Context | None = None) -> int:
+    """Processing time in nanoseconds, strictly increasing within the process (across every
+    statement), so two points of one batch never share a time and overwrite each other."""
+    t = time.time_ns()
+    last = _last_sys_ns[0]
+    if t <= last:
+        t = last + 1
+    _last_sys_ns[0] = t
+    return t
 
 
 def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], int]:
@@ -358,7 +382,9 @@ def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], 
         elif t is float:
             if not math.isfinite(value):
                 raise RecordError(f"timestamp '{text}' is {value}")
-            ns = round(value * float_factor)
+            # Exact decimal arithmetic on the shortest repr: 1.56937031387e9 s is 1569370313870 ms,
+            # where float arithmetic would give 1569370313869999872 ns.
+            ns = round(Decimal(repr(value)) * float_factor)
         elif t is str:
             ns = int(value) * factor if _DIGITS_RE.match(value) else parse_iso(value)
         elif value is MISSING or value is None:
@@ -368,7 +394,7 @@ def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], 
         elif isinstance(value, _dt.date):
             ns = (value - _dt.date(1970, 1, 1)).days * 86_400 * 1_000_000_000
         elif isinstance(value, Decimal):
-            ns = int(value * factor)
+            ns = round(value * factor)
         else:
             raise RecordError(f"timestamp '{text}' is a {type(value).__name__}, not a time")
         if not TIME_MIN_NS <= ns <= TIME_MAX_NS:
@@ -391,13 +417,16 @@ class CompiledStatement:
         st = self.state
         ignored_value = frozenset(p.segments for p in statement.ignores if p.source is Source.VALUE)
         ignored_key = frozenset(p.segments for p in statement.ignores if p.source is Source.KEY)
-        # `SELECT *, name AS who`: an aliased path leaves what * selects.
-        aliased = frozenset(f.path.segments for f in statement.fields
-                            if not f.wildcard and f.alias is not None and f.path.source is Source.VALUE)
+        # `SELECT *, name AS who`: an aliased path leaves what * selects (from the value or the key).
+        aliased = {src: frozenset(f.path.segments for f in statement.fields
+                                  if not f.wildcard and f.alias is not None and f.path.source is src)
+                   for src in (Source.VALUE, Source.KEY)}
         writers: list[FieldWriter] = []
         for f in statement.fields:
             if f.wildcard:
-                ign = ignored_value | aliased if f.path.source is Source.VALUE else ignored_key | ignored_value
+                # A bare IGNORE name also applies to `_key.*` (`SELECT _key.* ... IGNORE index`).
+                ign = (ignored_value | aliased[Source.VALUE] if f.path.source is Source.VALUE
+                       else ignored_key | ignored_value | aliased[Source.KEY])
                 writers.append(_wildcard_writer(f, ign, st))
             else:
                 w = _explicit_writer(f, st)
@@ -429,8 +458,9 @@ class CompiledStatement:
                                      + [(n, None, r) for n, r in readers], key=lambda t: t[0]))
         self.measurement = statement.measurement
         self.target = compile_getter(statement.target) if statement.target else None
+        self.time: Callable[[Context], int]
         if statement.timestamp is None:
-            self.time = _sys_time()
+            self.time = sys_time_ns
         else:
             self.time = _timestamp_reader(statement.timestamp, statement.timestamp_unit)
         self.uses_key = _uses(statement, Source.KEY)

@@ -1,9 +1,10 @@
 """The KCQL grammar (pyparsing), laid out like pyparsing's SQL examples: tokens, clauses, statement.
 
 Everything after ``FROM topic`` is a set of clauses in any order, each at most once. The ``-``
-operator (pyparsing's error stop) is used after every keyword, so a mistake is reported where it
-is, not where backtracking gave up. ``parse`` converts pyparsing's exceptions into
-``KcqlSyntaxError`` with line, column and a caret.
+operator (pyparsing's error stop) is used after every keyword and every list comma, so a mistake
+is reported where it is, not where backtracking gave up. Checks that need the whole statement
+(duplicates, TIMESTAMPUNIT without a path) raise at the spot too. ``parse`` converts pyparsing's
+exceptions into ``KcqlSyntaxError`` with line, column, the statement and a caret.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from kcql.errors import KcqlSyntaxError
 
 # Characters of a bare name: letters, digits and _ - . + / : @ { } (topics like influx-topic, a.b.c).
 _NAME_CHARS = r"\w\-.+/:@{}"
-_IDENT_CHARS = "".join(chr(c) for c in range(128) if re.match(rf"[{_NAME_CHARS}]", chr(c)))
 _SEGMENT = r"(?:`[^`]*`|[\w\-+/:@{}]+)"
 _SEGMENT_RE = re.compile(r"`([^`]*)`|([^.`]+)")
 
+KEYWORDS = ("INSERT", "INTO", "SELECT", "FROM", "AS")
 CLAUSES = ("IGNORE", "WITHTARGET", "WITHTIMESTAMP", "TIMESTAMPUNIT", "WITHTAG")
+RESERVED = frozenset(KEYWORDS + CLAUSES)
 # Clauses of other Stream Reactor sinks: named in the error instead of a generic "expected".
 UNSUPPORTED = (
     "PK", "AUTOCREATE", "AUTOEVOLVE", "STOREAS", "PROPERTIES", "PARTITIONBY", "DISTRIBUTEBY",
@@ -41,6 +43,8 @@ UNSUPPORTED = (
     "WITHCOMPRESSION", "WITHDELIMITER", "WITHREGEX", "WITHSCHEMA", "WITHID", "WITHFLUSHSIZE",
     "WITHFLUSHINTERVAL", "WITHFLUSHCOUNT", "WITHPARTITIONBY", "WITH_FLUSH_SIZE",
     "WITH_FLUSH_INTERVAL", "WITH_FLUSH_COUNT", "WITHTABLE", "WITHCOLUMNS", "WITHKEYDELIMITER",
+    "WITHSESSION", "WITHACK", "WITHENCODEBASE64", "WITHLOCK", "WITHCOMPACTION", "WITHPROCESSTIME",
+    "WITHTAGS", "WITHBATCHSIZE", "WITHERRORPOLICY", "SAMPLE", "EVERY", "WITHTTL",
 )
 _METADATA = {
     "_topic": Source.TOPIC,
@@ -50,15 +54,63 @@ _METADATA = {
 }
 
 
-def _kw(word: str) -> pp.CaselessKeyword:
-    kw = pp.CaselessKeyword(word, ident_chars=_IDENT_CHARS)
-    kw.set_name(word)
-    return kw
+def _fail(s: str, loc: int, msg: str) -> pp.ParseFatalException:
+    return pp.ParseFatalException(s, loc, msg)
 
 
-INSERT, INTO, SELECT, FROM, AS = (_kw(w) for w in ("INSERT", "INTO", "SELECT", "FROM", "AS"))
+def _found(text: str, loc: int) -> str:
+    """The token at ``loc``, quoted, for "found ..." in messages."""
+    if loc >= len(text):
+        return "the end"
+    m = re.match(r"`[^`]*`|'[^']*'|[\w\-.+/:@{}]+|\S", text[loc:])
+    return repr(m.group(0)) if m else "the end"
+
+
+def _kw(word: str) -> pp.ParserElement:
+    """A keyword in any case, not followed by a name character (so ``FROM fromage`` works)."""
+    return pp.Regex(rf"(?i){word}(?![{_NAME_CHARS}])").set_name(word)
+
+
+INSERT, INTO, SELECT, FROM, AS = (_kw(w) for w in KEYWORDS)
 IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG = (_kw(w) for w in CLAUSES)
-_RESERVED = pp.MatchFirst([INSERT, INTO, SELECT, FROM, AS, *(_kw(w) for w in CLAUSES)])
+
+
+def _not_keyword(word: str, s: str, loc: int, what: str) -> None:
+    upper = word.upper()
+    if upper in RESERVED:
+        if upper == "FROM" and what.endswith("or *"):  # `SELECT FROM t`: the fields are missing
+            raise _fail(s, loc, f"expected {what}, found {word!r}")
+        raise _fail(s, loc, f"expected {what}, found the keyword {word!r} (quote it with backticks, "
+                            f"`{word}`, to use it as a name)")
+
+
+def _unclosed(what: str) -> pp.ParserElement:
+    """A lone opening quote: say so, instead of "expected a name"."""
+    quote = "`" if what == "backtick" else "'"
+
+    def action(s: str, loc: int, toks: pp.ParseResults) -> None:
+        raise _fail(s, loc, f"this {quote} opens a quoted {'name' if quote == '`' else 'value'} that is never "
+                            "closed")
+
+    return pp.Regex(re.escape(quote)).set_parse_action(action)
+
+
+# ---------------------------------------------------------------- names and paths
+
+
+def _name(what: str, reserved: bool = True) -> pp.ParserElement:
+    """A bare or backticked name; bare keywords are refused (they would make KCQL ambiguous)."""
+
+    def action(s: str, loc: int, toks: pp.ParseResults) -> str:
+        text: str = toks[0]
+        if text.startswith("`"):
+            return text[1:-1]
+        if reserved:
+            _not_keyword(text, s, loc, what)
+        return text
+
+    quoted_or_bare = pp.Regex(r"`[^`]*`") | pp.Regex(rf"[{_NAME_CHARS}]+")
+    return (quoted_or_bare.set_parse_action(action) | _unclosed("backtick")).set_name(what)
 
 
 def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> tuple[Path, bool]:
@@ -66,7 +118,7 @@ def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> 
     wildcard = text == "*" or text.endswith(".*")
     body = "" if text == "*" else (text[:-2] if wildcard else text)
     if wildcard and not allow_wildcard:
-        raise pp.ParseFatalException(source_text, loc, f"'{text}' selects many fields; only SELECT takes a wildcard")
+        raise _fail(source_text, loc, f"'{text}' selects many fields; only SELECT takes a wildcard")
     parts: list[tuple[str, bool]] = []  # (segment, was backticked)
     for m in _SEGMENT_RE.finditer(body):
         parts.append((m.group(1), True) if m.group(1) is not None else (m.group(2), False))
@@ -79,69 +131,76 @@ def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> 
             source, parts = Source.KEY, parts[1:]
         elif head == "_header":
             if not parts[1:] or wildcard:
-                raise pp.ParseFatalException(source_text, loc, "_header needs one header name: _header.<name>")
+                raise _fail(source_text, loc, "_header needs one header name: _header.<name>")
             name = ".".join(p for p, _ in parts[1:])
             return Path(Source.HEADER, (name,), text), False
         elif head in _METADATA:
             if len(parts) > 1 or wildcard:
-                raise pp.ParseFatalException(source_text, loc, f"{head} is Kafka metadata and has no fields")
+                raise _fail(source_text, loc, f"{head} is Kafka metadata and has no fields")
             return Path(_METADATA[head], (), text), False
+        elif len(parts) == 1 and not wildcard:
+            _not_keyword(head, source_text, loc, "a field path or *" if allow_wildcard else "a field path")
     return Path(source, tuple(p for p, _ in parts), text), wildcard
 
 
 def _path(allow_wildcard: bool = False) -> pp.ParserElement:
     pattern = rf"{_SEGMENT}(?:\.{_SEGMENT})*" + (r"(?:\.\*)?" if allow_wildcard else "")
-    expr = pp.Regex(pattern).set_name("a field path")
+    name = "a field path or *" if allow_wildcard else "a field path"
 
     def action(s: str, loc: int, toks: pp.ParseResults) -> Any:
         path, wildcard = _split_path(toks[0], loc, s, allow_wildcard)
         return (path, wildcard) if allow_wildcard else path
 
-    return expr.set_parse_action(action)
+    return (pp.Regex(pattern).set_parse_action(action) | _unclosed("backtick")).set_name(name)
 
 
-def _unquote_name(toks: pp.ParseResults) -> str:
-    text: str = toks[0]
-    return text[1:-1] if text.startswith("`") else text
+def _listed(item: pp.ParserElement) -> pp.ParserElement:
+    """``item [, item]...`` where a comma must be followed by an item (the error says so)."""
+    return item + pp.ZeroOrMore(pp.Suppress(",") - item)
 
 
-NAME = (pp.Regex(r"`[^`]*`") | pp.Regex(rf"[{_NAME_CHARS}]+")).set_name("a name")
-NAME.set_parse_action(_unquote_name)
-ALIAS = (~_RESERVED + NAME).set_name("an alias")
-TOPIC = (~_RESERVED + NAME).set_name("a topic name")
-MEASUREMENT = (~_RESERVED + NAME).set_name("a measurement name")
+MEASUREMENT = _name("a measurement name")
+TOPIC = _name("a topic name")
+ALIAS = _name("an alias")
 
 # SELECT list
-STAR = pp.Literal("*").set_parse_action(lambda s, loc, t: (Path(Source.VALUE, (), "*"), True))
-SELECT_ITEM = (((STAR | (~_RESERVED + _path(allow_wildcard=True))).set_name("a field path or *"))
-               + pp.Optional(AS.suppress() - ALIAS))
+STAR = pp.Literal("*").set_parse_action(lambda: (Path(Source.VALUE, (), "*"), True))
+SELECT_PATH = (STAR | _path(allow_wildcard=True)).set_name("a field path or *")
+SELECT_ITEM = SELECT_PATH + pp.Optional(AS.suppress() - ALIAS)
 
 
-def _select_item(s: str, loc: int, toks: pp.ParseResults) -> SelectField:
+def _select_item(s: str, loc: int, toks: pp.ParseResults) -> Any:
     path, wildcard = toks[0]
     alias = toks[1] if len(toks) > 1 else None
     if wildcard and alias is not None:
-        raise pp.ParseFatalException(s, loc, f"'{path.text}' selects many fields and cannot take an alias")
-    return SelectField(path=path, alias=alias, wildcard=wildcard)
+        raise _fail(s, loc, f"'{path.text}' selects many fields and cannot take an alias")
+    return [(loc, SelectField(path=path, alias=alias, wildcard=wildcard))]
 
 
 SELECT_ITEM.set_parse_action(_select_item)
-SELECT_LIST = pp.Group(pp.DelimitedList(SELECT_ITEM))
+SELECT_LIST = pp.Group(_listed(SELECT_ITEM))
+# `SELECT a AS x, b AS y and c AS z` (an example in the seed) is not KCQL: say why.
+AND_MISTAKE = _kw("AND").set_parse_action(
+    lambda s, loc, t: _raise(s, loc, "'and' does not join fields in KCQL: separate them with ','"))
 
 # Clauses: each parse action yields (clause name, location, value) for the duplicate check.
 UNIT = pp.Regex(r"(?i)(?:" + "|".join(u.name for u in TimeUnit) + r")(?![\w])").set_name(
     "a unit (" + ", ".join(u.name for u in TimeUnit) + ")")
 UNIT.set_parse_action(lambda t: TimeUnit[t[0].upper()])
-SYS_TIME = (pp.CaselessKeyword("sys_time") + pp.Literal("(") + pp.Literal(")")).set_name("sys_time()")
-SYS_TIME.set_parse_action(lambda t: "sys_time")
+SYS_TIME = pp.Regex(r"(?i)sys_time\s*\(\s*\)").set_parse_action(lambda: "sys_time")
 
 CONSTANT_VALUE = (pp.Regex(r"'(?:[^']|'')*'").set_parse_action(lambda t: t[0][1:-1].replace("''", "'"))
+                  | _unclosed("quote")
                   | pp.Regex(r"""[^\s,();'"]+""")).set_name("a tag value")
-CONSTANT_TAG = (NAME + pp.Suppress("=") - CONSTANT_VALUE).set_parse_action(
-    lambda t: ConstantTag(key=t[0], value=t[1]))
+CONSTANT_TAG = (_name("a tag name", reserved=False) + pp.Suppress("=") - CONSTANT_VALUE).set_parse_action(
+    lambda s, loc, t: [(loc, ConstantTag(key=t[0], value=t[1]))])
 PATH_TAG = (_path() + pp.Optional(AS.suppress() - ALIAS)).set_parse_action(
-    lambda t: PathTag(path=t[0], alias=t[1] if len(t) > 1 else None))
-TAG = (CONSTANT_TAG | PATH_TAG).set_name("a tag (path, path AS name, or key=value)")
+    lambda s, loc, t: [(loc, PathTag(path=t[0], alias=t[1] if len(t) > 1 else None))])
+TAG = (CONSTANT_TAG | PATH_TAG).set_name("a tag (path, path AS name, or name=value)")
+
+
+def _punct(char: str, where: str) -> pp.ParserElement:
+    return pp.Suppress(pp.Literal(char).set_name(f"'{char}' {where}"))
 
 
 def _clause(name: str, body: pp.ParserElement) -> pp.ParserElement:
@@ -151,18 +210,23 @@ def _clause(name: str, body: pp.ParserElement) -> pp.ParserElement:
     return body.set_parse_action(action)
 
 
-IGNORE_CLAUSE = _clause("IGNORE", IGNORE.suppress() - pp.DelimitedList(_path()))
-TARGET_CLAUSE = _clause("WITHTARGET", WITHTARGET.suppress() - pp.Suppress("=") - _path())
-TIMESTAMP_CLAUSE = _clause("WITHTIMESTAMP", WITHTIMESTAMP.suppress() - (SYS_TIME | _path()))
-UNIT_CLAUSE = _clause("TIMESTAMPUNIT", TIMESTAMPUNIT.suppress() - pp.Suppress("=") - UNIT)
-TAG_CLAUSE = _clause("WITHTAG", WITHTAG.suppress() - pp.Suppress("(") - pp.DelimitedList(TAG)
-                     - pp.Suppress(")"))
+IGNORE_PATH = _path().copy().add_parse_action(lambda s, loc, t: [(loc, t[0])])
+IGNORE_CLAUSE = _clause("IGNORE", IGNORE.suppress() - _listed(IGNORE_PATH))
+TARGET_CLAUSE = _clause("WITHTARGET", WITHTARGET.suppress() - _punct("=", "after WITHTARGET") - _path())
+TIMESTAMP_CLAUSE = _clause("WITHTIMESTAMP", WITHTIMESTAMP.suppress()
+                           - (SYS_TIME | _path()).set_name("sys_time() or a field path"))
+UNIT_CLAUSE = _clause("TIMESTAMPUNIT", TIMESTAMPUNIT.suppress() - _punct("=", "after TIMESTAMPUNIT") - UNIT)
+TAG_CLAUSE = _clause("WITHTAG", WITHTAG.suppress() - _punct("(", "after WITHTAG") - _listed(TAG)
+                     - pp.Suppress(pp.Literal(")").set_name("',' or ')'")))
 
 
 def _unsupported(s: str, loc: int, toks: pp.ParseResults) -> None:
     word = toks[0].upper()
-    raise pp.ParseFatalException(
-        s, loc, f"{word} belongs to other Stream Reactor sinks; the InfluxDB sink does not support it")
+    raise _fail(s, loc, f"{word} belongs to other Stream Reactor sinks; the InfluxDB sink does not support it")
+
+
+def _raise(s: str, loc: int, msg: str) -> None:
+    raise _fail(s, loc, msg)
 
 
 UNSUPPORTED_CLAUSE = pp.Regex(r"(?i)(?:" + "|".join(UNSUPPORTED) + r")(?![\w])").set_parse_action(_unsupported)
@@ -170,42 +234,67 @@ CLAUSE = IGNORE_CLAUSE | TARGET_CLAUSE | TIMESTAMP_CLAUSE | UNIT_CLAUSE | TAG_CL
 END_OF_STATEMENT = pp.FollowedBy((pp.Literal(";") | pp.StringEnd()).set_name(
     "a clause (" + ", ".join(CLAUSES) + "), ';' or the end"))
 
-UPSERT = pp.CaselessKeyword("UPSERT", ident_chars=_IDENT_CHARS).set_parse_action(
-    lambda s, loc, t: _raise(s, loc, "UPSERT belongs to other Stream Reactor sinks; "
-                             "the InfluxDB sink only INSERTs"))
-
-
-def _raise(s: str, loc: int, msg: str) -> None:
-    raise pp.ParseFatalException(s, loc, msg)
-
+UPSERT = pp.Regex(rf"(?i)UPSERT(?![{_NAME_CHARS}])").set_parse_action(
+    lambda s, loc, t: _raise(s, loc, "UPSERT belongs to other Stream Reactor sinks; the InfluxDB sink only "
+                                     "INSERTs"))
 
 STATEMENT_BODY = (INSERT.suppress() - INTO.suppress() - MEASUREMENT - SELECT.suppress() - SELECT_LIST
-                  - FROM.copy().set_name("',' or FROM").suppress() - TOPIC
+                  - pp.Optional(AND_MISTAKE) - FROM.copy().set_name("',' or FROM").suppress() - TOPIC
                   - pp.Group(pp.ZeroOrMore(CLAUSE)) - END_OF_STATEMENT)
 STATEMENT = UPSERT | pp.Located(STATEMENT_BODY)
 
 
+def _check_names(s: str, fields: list[tuple[int, SelectField]], tags: tuple[tuple[int, Tag], ...]) -> None:
+    """Two explicit fields (or two tags) written under one name would silently overwrite each other."""
+    seen: dict[str, str] = {}
+    for at, f in fields:
+        if f.wildcard:
+            continue
+        if f.name in seen:
+            raise _fail(s, at, f"two selected fields would both be written as {f.name!r} "
+                               f"({seen[f.name]} and {f.path.text}); give one an alias with AS")
+        seen[f.name] = f.path.text
+    tag_names: set[str] = set()
+    for at, tag in tags:
+        if tag.name in tag_names:
+            raise _fail(s, at, f"two tags are named {tag.name!r}; give one an alias with AS")
+        tag_names.add(tag.name)
+
+
 def _statement(s: str, loc: int, toks: pp.ParseResults) -> Statement:
     start, body, end = toks[0], toks[1], toks[2]
-    measurement, fields, topic, clauses = body[0], tuple(body[1]), body[2], list(body[3])
+    measurement, located_fields, topic, clauses = body[0], list(body[1]), body[2], list(body[3])
     seen: dict[str, Any] = {}
+    where: dict[str, int] = {}
     for name, at, value in clauses:
         if name in seen:
-            raise pp.ParseFatalException(s, at, f"{name} appears twice in one statement")
-        seen[name] = value
-    if "TIMESTAMPUNIT" in seen and not isinstance(seen.get("WITHTIMESTAMP"), Path):
-        raise pp.ParseFatalException(s, start, "TIMESTAMPUNIT needs WITHTIMESTAMP <path>")
-    tags: tuple[Tag, ...] = seen.get("WITHTAG", ())
+            raise _fail(s, at, f"{name} appears twice in one statement")
+        seen[name], where[name] = value, at
     ts = seen.get("WITHTIMESTAMP")
+    unit: TimeUnit | None = seen.get("TIMESTAMPUNIT")
+    if unit is not None and not isinstance(ts, Path):
+        raise _fail(s, where["TIMESTAMPUNIT"], "TIMESTAMPUNIT needs WITHTIMESTAMP <path> (sys_time() is "
+                                               "already in nanoseconds)")
+    if isinstance(ts, Path) and ts.source is Source.TIMESTAMP and unit not in (None, TimeUnit.MILLISECONDS):
+        raise _fail(s, where["TIMESTAMPUNIT"], "_timestamp is always epoch milliseconds; TIMESTAMPUNIT "
+                                               "does not apply to it")
+    ignores: list[Path] = []
+    for at, p in seen.get("IGNORE", ()):
+        if p.source not in (Source.VALUE, Source.KEY) or not p.segments:
+            raise _fail(s, at, f"IGNORE takes fields of the value or the key; '{p.text}' is never selected "
+                               "by a wildcard")
+        ignores.append(p)
+    located_tags: tuple[tuple[int, Tag], ...] = seen.get("WITHTAG", ())
+    _check_names(s, located_fields, located_tags)
     return Statement(
         measurement=measurement,
         topic=topic,
-        fields=fields,
-        ignores=seen.get("IGNORE", ()),
+        fields=tuple(f for _, f in located_fields),
+        ignores=tuple(ignores),
         target=seen.get("WITHTARGET"),
         timestamp=ts if isinstance(ts, Path) else None,
-        timestamp_unit=seen.get("TIMESTAMPUNIT"),
-        tags=tags,
+        timestamp_unit=unit,
+        tags=tuple(t for _, t in located_tags),
         text=s[start:end].strip(),
         line=pp.lineno(start, s),
         column=pp.col(start, s),
@@ -213,15 +302,30 @@ def _statement(s: str, loc: int, toks: pp.ParseResults) -> Statement:
 
 
 STATEMENT.set_parse_action(_statement)
-KCQL = (pp.Optional(STATEMENT) + pp.ZeroOrMore(pp.Suppress(";") + pp.Optional(STATEMENT))
-        + pp.StringEnd().set_name("';' or the end"))
 
 
-def _found(text: str, loc: int) -> str:
-    if loc >= len(text):
-        return "the end"
-    m = re.match(r"`[^`]*`|'[^']*'|[\w\-.+/:@{}]+|\S", text[loc:])
-    return repr(m.group(0)) if m else "the end"
+def _not_a_statement(s: str, loc: int, toks: pp.ParseResults) -> None:
+    raise _fail(s, loc, f"expected INSERT INTO (a statement) or ';', found {_found(s, loc)}")
+
+
+NOT_A_STATEMENT = pp.Regex(r"\S").set_parse_action(_not_a_statement)
+KCQL = (pp.ZeroOrMore(pp.Suppress(";") | STATEMENT | NOT_A_STATEMENT) + pp.StringEnd()).parse_with_tabs()
+
+
+def _statement_start(text: str, loc: int) -> int:
+    """Where the statement containing ``loc`` starts: after the last ``;`` outside quotes."""
+    start, quote = 0, ""
+    for i, ch in enumerate(text[:loc]):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "`'":
+            quote = ch
+        elif ch == ";":
+            start = i + 1
+    while start < loc and text[start].isspace():
+        start += 1
+    return start
 
 
 def parse(text: str) -> tuple[Statement, ...]:
@@ -233,7 +337,8 @@ def parse(text: str) -> tuple[Statement, ...]:
         msg = err.msg
         if msg.startswith("Expected "):
             msg = f"expected {msg[len('Expected '):]}, found {_found(text, loc)}"
-        raise KcqlSyntaxError(msg, text, pp.lineno(loc, text), pp.col(loc, text)) from None
+        first = pp.lineno(_statement_start(text, loc), text)
+        raise KcqlSyntaxError(msg, text, pp.lineno(loc, text), pp.col(loc, text), first) from None
     statements = tuple(t for t in result if isinstance(t, Statement))
     if not statements:
         raise KcqlSyntaxError("expected at least one INSERT INTO ... statement", text, 1, 1)
