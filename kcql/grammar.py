@@ -109,8 +109,10 @@ def _name(what: str, reserved: bool = True) -> pp.ParserElement:
             _not_keyword(text, s, loc, what)
         return text
 
-    quoted_or_bare = pp.Regex(r"`[^`]*`") | pp.Regex(rf"[{_NAME_CHARS}]+")
-    return (quoted_or_bare.set_parse_action(action) | _unclosed("backtick")).set_name(what)
+    # Actions sit on the Regex itself: a MatchFirst's action would get the location before spaces.
+    quoted = pp.Regex(r"`[^`]*`").set_parse_action(action)
+    bare = pp.Regex(rf"[{_NAME_CHARS}]+").set_parse_action(action)
+    return (quoted | bare | _unclosed("backtick")).set_name(what)
 
 
 def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> tuple[Path, bool]:
@@ -143,12 +145,16 @@ def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> 
     return Path(source, tuple(p for p, _ in parts), text), wildcard
 
 
-def _path(allow_wildcard: bool = False) -> pp.ParserElement:
-    pattern = rf"{_SEGMENT}(?:\.{_SEGMENT})*" + (r"(?:\.\*)?" if allow_wildcard else "")
+def _path(allow_wildcard: bool = False, located: bool = False) -> pp.ParserElement:
+    """A path; ``located`` yields ``(location, path)`` for checks that point at the path."""
+    # `a.*` is matched everywhere, so that IGNORE a.* says why it is wrong.
+    pattern = rf"{_SEGMENT}(?:\.{_SEGMENT})*(?:\.\*)?"
     name = "a field path or *" if allow_wildcard else "a field path"
 
     def action(s: str, loc: int, toks: pp.ParseResults) -> Any:
         path, wildcard = _split_path(toks[0], loc, s, allow_wildcard)
+        if located:
+            return [(loc, path)]
         return (path, wildcard) if allow_wildcard else path
 
     return (pp.Regex(pattern).set_parse_action(action) | _unclosed("backtick")).set_name(name)
@@ -210,8 +216,7 @@ def _clause(name: str, body: pp.ParserElement) -> pp.ParserElement:
     return body.set_parse_action(action)
 
 
-IGNORE_PATH = _path().copy().add_parse_action(lambda s, loc, t: [(loc, t[0])])
-IGNORE_CLAUSE = _clause("IGNORE", IGNORE.suppress() - _listed(IGNORE_PATH))
+IGNORE_CLAUSE = _clause("IGNORE", IGNORE.suppress() - _listed(_path(located=True)))
 TARGET_CLAUSE = _clause("WITHTARGET", WITHTARGET.suppress() - _punct("=", "after WITHTARGET") - _path())
 TIMESTAMP_CLAUSE = _clause("WITHTIMESTAMP", WITHTIMESTAMP.suppress()
                            - (SYS_TIME | _path()).set_name("sys_time() or a field path"))
