@@ -243,7 +243,7 @@ class Runner:
         self.stats = Stats()
         self._stop = threading.Event()
         self._retry: dict[TP, _Retry] = {}
-        self._revoked: set[TP] = set()
+        self._pending: list[Any] = []  # the batch being gathered (the rebalance listener edits it)
         self._assigned_at: float | None = None
         self._consumer: Any = None
         self._producer: Any = None
@@ -277,17 +277,17 @@ class Runner:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                for tp in revoked:
-                    key = (tp.topic, tp.partition)
-                    runner._revoked.add(key)
+                # Records gathered for the batch being built are someone else's now (and, if the
+                # partition comes back, it restarts from the committed offset): drop them.
+                gone = {(tp.topic, tp.partition) for tp in revoked}
+                runner._pending[:] = [m for m in runner._pending if (m.topic, m.partition) not in gone]
+                for key in gone:
                     runner._retry.pop(key, None)
                 if revoked:
                     log.info("partitions revoked: %s", _names(revoked))
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 runner._assigned_at = time.monotonic()
-                for tp in assigned:
-                    runner._revoked.discard((tp.topic, tp.partition))
                 log.info("partitions assigned: %s", _names(assigned) or "none")
 
         o = self.opts
@@ -327,8 +327,7 @@ class Runner:
     def _collect(self) -> list[Any]:
         """Gather one batch: up to batch_size records, waiting at most the window after the first."""
         o = self.opts
-        self._revoked.clear()
-        batch: list[Any] = []
+        batch = self._pending = []
         window_end: float | None = None
         while not self.stopping:
             now = time.monotonic()
@@ -342,8 +341,7 @@ class Runner:
                 return batch
             if len(batch) >= o.batch_size or time.monotonic() >= (window_end or 0):
                 break
-        if self._revoked:  # a rebalance during the window: those partitions are someone else's now
-            batch = [m for m in batch if (m.topic, m.partition) not in self._revoked]
+        self._pending = []
         return batch
 
     def _commit(self, offsets: dict[TP, int]) -> None:
@@ -441,10 +439,10 @@ class Runner:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.opts.bootstrap_servers.split(","),
-                                           client_id=f"{self.opts.client_id}-dlq", acks="all")
         try:
+            if self._producer is None:
+                self._producer = KafkaProducer(bootstrap_servers=self.opts.bootstrap_servers.split(","),
+                                               client_id=f"{self.opts.client_id}-dlq", acks="all")
             futures = []
             for m in msgs:
                 attempts = attempts_of[(m.topic, m.partition)]
@@ -648,6 +646,9 @@ def run(args: argparse.Namespace) -> int:
     except ConsumeError as err:
         print(f"influx-sink consume: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: the batch in flight is not committed
+        print("influx-sink consume: interrupted", file=sys.stderr)
+        return 130
     finally:
         restore()
     return 0

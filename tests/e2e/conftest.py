@@ -117,16 +117,23 @@ def runner_env(url: str, db: str, kcql: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def cli_command() -> list[str]:
+    """``influx-sink`` as installed (the console script beside this interpreter), else its module."""
+    script = Path(sys.executable).parent / "influx-sink"
+    return [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", "handler.cli"]
+
+
 class RunnerProc:
-    """``python -m handler.consume`` in a subprocess; its stderr (the runner's log) goes to a file."""
+    """The runner in a subprocess (``python -m handler.consume``, or ``influx-sink consume`` with
+    ``cli=True``); its stderr (the runner's log) goes to a file."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, env: dict[str, str], log_dir: Path,
-                 *extra: str) -> None:
+                 *extra: str, cli: bool = False) -> None:
         n = next(_names)
         self.stderr_path = log_dir / f"runner{n}.err"
         self.stdout_path = log_dir / f"runner{n}.out"
-        args = [sys.executable, "-m", "handler.consume", "--bootstrap-servers", bootstrap, "--topics", topic,
-                "--group-id", group, *FAST, *extra]
+        command = [*cli_command(), "consume"] if cli else [sys.executable, "-m", "handler.consume"]
+        args = [*command, "--bootstrap-servers", bootstrap, "--topics", topic, "--group-id", group, *FAST, *extra]
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL)
@@ -167,8 +174,8 @@ def start_runner(kafka: local_kafka.KafkaBroker, tmp_path: Path) -> Iterator[Cal
     """Start runners for a test; any still running at the end is killed."""
     started: list[RunnerProc] = []
 
-    def start(topic: str, group: str, env: dict[str, str], *extra: str) -> RunnerProc:
-        r = RunnerProc(kafka.bootstrap, topic, group, env, tmp_path, *extra)
+    def start(topic: str, group: str, env: dict[str, str], *extra: str, cli: bool = False) -> RunnerProc:
+        r = RunnerProc(kafka.bootstrap, topic, group, env, tmp_path, *extra, cli=cli)
         started.append(r)
         return r
 

@@ -40,7 +40,7 @@ def test_json_records_all_arrive(kafka, influx, db, topic, start_runner):
     sent = produce(kafka.bootstrap, topic, values)
     group = unique("g-")
     runner = start_runner(topic, group, runner_env(influx.url, db, KCQL.format(m="readings", topic=topic)),
-                          "--until-idle", "1", "--batch-size", "100")
+                          "--until-idle", "1", "--batch-size", "100", cli=True)  # as `influx-sink consume`
     assert runner.wait() == 0, runner.log()
 
     rows = stored(influx, db, "readings")
