@@ -319,7 +319,7 @@ def _tag_reader(tag: PathTag) -> TagReader:
         try:
             return tag_text(get(ctx))
         except RecordError as err:
-            raise RecordError(f"tag {name!r}: {err.reason}") from None
+            raise RecordError(f"tag {name!r}: {err.reason}", err.kind) from None
 
     return read
 
@@ -487,7 +487,7 @@ class CompiledStatement:
                 try:
                     measurement = tag_text(found) or measurement
                 except RecordError as err:
-                    raise RecordError(f"WITHTARGET: {err.reason}") from None
+                    raise RecordError(f"WITHTARGET: {err.reason}", err.kind) from None
         return Point(measurement, tags, fields, self.time(ctx))
 
 
