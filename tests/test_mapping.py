@@ -23,7 +23,7 @@ from handler.app import lambda_handler
 from handler.decode import Decoder
 from handler.errors import BatchFailed, RecordError
 from handler.eventgen import Rec, build_event
-from handler.mapping import Context, Plan, Point, Stats
+from handler.mapping import Context, Plan, Point
 from handler.records import KafkaRecord
 from kcql import KcqlError, parse
 from tests.conftest import field_types, json_event, query_points, tag_keys
@@ -615,7 +615,7 @@ def test_the_first_failure_of_many_is_named_with_coordinates(sink_env, influx, d
 
 
 def test_statement_compile_errors_are_kcql_errors():
-    from kcql import Statement, PathTag, Path, Source, SelectField
+    from kcql import Path, PathTag, SelectField, Source, Statement
 
     v = Path(Source.VALUE, ("v",), "v")
     dup = Statement("m", "t", (SelectField(v),), tags=(PathTag(v), PathTag(v)))
