@@ -1,6 +1,6 @@
 """Report stage: apply the error policy to one batch and build the event source's answer.
 
-The batch runs map → encode for every record first, then one bulk write, then reporting:
+What each policy writes and reports:
 
 - THROW: any failed record (or failed write) raises ``BatchFailed`` naming the records; with a
   record error nothing is written.
@@ -9,18 +9,35 @@ The batch runs map → encode for every record first, then one bulk write, then 
   with backoff until the invocation's deadline, then what was not written is reported.
 - NOOP: failures are logged with their coordinates and counted; every good record is written;
   nothing is reported.
+
+How the work is scheduled (bench/RESULTS.md has the measurements behind it):
+
+- THROW maps (decode → map → encode) every record before the first byte is written: only then
+  is it known that no record fails, and a record error must leave the batch unwritten. The
+  chunks are then written in order on this thread.
+- NOOP and RETRY overlap the two: each chunk of ``chunk_lines`` lines goes to a writer thread
+  (``handler.influx.Pipeline``, one kept-alive connection) as soon as it is mapped, and the next
+  chunk is mapped while InfluxDB stores the previous one. That is safe because under NOOP a
+  record's failure never holds back another record, and under RETRY it only holds back the
+  *later* records of its own partition: those are not mapped yet, or still in the unsent chunk,
+  when the failure is found. This needs each partition's records in ascending offset order, as
+  the event source delivers them; a batch that is not (a hand-made event) is mapped in full first.
+- A write error stops the writes at the chunk that failed, exactly as without overlap; the rest
+  of the batch is still mapped so that every record's own failure is reported as before.
+
+``result.failures`` lists record failures (decode, mapping, encode) in record order, then the
+write stage's (refused points, then records not written because of a batch error).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from handler.errors import BatchFailed, Failure, RecordError, WriteError
-from handler.influx import LineWriter
+from handler.influx import LineWriter, Pipeline, WriteReport, WriteSession
 from handler.lineproto import encode
 from handler.mapping import Plan
 from handler.records import KafkaRecord
@@ -54,37 +71,178 @@ def _failure(record: KafkaRecord, reason: str, kind: str) -> Failure:
     return Failure(record.topic, record.partition, record.offset, reason, kind)
 
 
+def _lines_of(record: KafkaRecord, points_of: Any) -> list[str]:
+    """The record's lines; RecordError (or UnicodeEncodeError: a lone surrogate from a JSON escape,
+    which UTF-8 cannot carry) when it cannot be written. Only non-ASCII lines need the check."""
+    lines = [encode(p) for p in points_of(record)]
+    for line in lines:
+        if not line.isascii():
+            line.encode("utf-8")
+    return lines
+
+
+def _record_failure(record: KafkaRecord, err: RecordError | UnicodeEncodeError) -> Failure:
+    if isinstance(err, UnicodeEncodeError):
+        return _failure(record, f"text is not valid Unicode ({err.reason})", "encode")
+    return _failure(record, err.reason, err.kind)
+
+
 def map_records(records: Sequence[KafkaRecord], plan: Plan,
                 failures: list[Failure]) -> list[list[str] | None]:
-    """Lines per record (None where the record failed; the failure is appended)."""
+    """Lines per record (None where the record failed; the failure is appended). For the CLI's dry run."""
     out: list[list[str] | None] = []
     append = out.append
     points_of = plan.points
     for rec in records:
         try:
-            append([encode(p) for p in points_of(rec)])
-        except RecordError as err:
-            failures.append(_failure(rec, err.reason, err.kind))
+            append(_lines_of(rec, points_of))
+        except (RecordError, UnicodeEncodeError) as err:
+            failures.append(_record_failure(rec, err))
             append(None)
     return out
 
 
-def _check_unicode(records: Sequence[KafkaRecord], lines: list[list[str] | None],
-                   failures: list[Failure]) -> None:
-    """Strings with lone surrogates (from JSON escapes) cannot be UTF-8: fail those records only."""
+def _ascending(records: Sequence[KafkaRecord]) -> bool:
+    """True when each partition's records come in strictly ascending offset order (as delivered)."""
+    last: dict[tuple[str, int], int] = {}
+    topic: str | None = None
+    partition = offset = -1
+    for r in records:
+        if r.partition == partition and r.topic == topic:
+            if r.offset <= offset:
+                return False
+        else:
+            if topic is not None:
+                last[(topic, partition)] = offset
+            seen = last.get((r.topic, r.partition))
+            if seen is not None and r.offset <= seen:
+                return False
+            topic, partition = r.topic, r.partition
+        offset = r.offset
+    return True
+
+
+class _Groups:
+    """Line index → (topic, partition) of its record, computed only when the writer asks (RETRY)."""
+
+    __slots__ = ("owner", "records")
+
+    def __init__(self, records: Sequence[KafkaRecord], owner: list[int]) -> None:
+        self.records = records
+        self.owner = owner
+
+    def __getitem__(self, line: int) -> tuple[str, int]:
+        r = self.records[self.owner[line]]
+        return (r.topic, r.partition)
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+
+class _Batch:
+    """The batch being mapped: the lines to write (flat), their records, and the record failures."""
+
+    def __init__(self, records: Sequence[KafkaRecord], plan: Plan, policy: str) -> None:
+        self.records = records
+        self.plan = plan
+        self.policy = policy
+        self.lines: list[str] = []  # what is written, in order
+        self.owner: list[int] = []  # line index → record index
+        self.failures: list[Failure] = []  # record failures, in record order
+        self.failed: set[int] = set()  # indexes of records that failed
+        self.cut: dict[tuple[str, int], int] = {}  # RETRY: partition → offset of its first failure
+        self.with_lines = 0  # records that have at least one line in ``lines``
+
+    def map(self, start: int, stop: int, incremental_cut: bool) -> None:
+        """Map records ``start..stop``; with ``incremental_cut`` (RETRY, ascending offsets) a
+        partition's records after its first failure are mapped but not queued for writing."""
+        records, lines, owner, cut = self.records, self.lines, self.owner, self.cut
+        points_of = self.plan.points
+        extend, extend_owner = lines.extend, owner.extend
+        for i in range(start, stop):
+            rec = records[i]
+            try:
+                ls = _lines_of(rec, points_of)
+            except (RecordError, UnicodeEncodeError) as err:
+                self.failures.append(_record_failure(rec, err))
+                self.failed.add(i)
+                if incremental_cut:
+                    key = (rec.topic, rec.partition)
+                    if key not in cut:
+                        cut[key] = rec.offset
+                continue
+            if not ls:
+                continue
+            if cut and incremental_cut:
+                c = cut.get((rec.topic, rec.partition))
+                if c is not None and rec.offset >= c:
+                    continue
+            extend(ls)
+            if len(ls) == 1:
+                owner.append(i)
+            else:
+                extend_owner([i] * len(ls))
+            self.with_lines += 1
+
+    def apply_cut(self) -> None:
+        """RETRY after mapping everything: drop the lines at or after each partition's first failure."""
+        for i in self.failed:
+            r = self.records[i]
+            key = (r.topic, r.partition)
+            if key not in self.cut or r.offset < self.cut[key]:
+                self.cut[key] = r.offset
+        if not self.cut:
+            return
+        keep = [j for j, i in enumerate(self.owner) if not self._after_cut(self.records[i])]
+        self.lines = [self.lines[j] for j in keep]
+        self.owner = [self.owner[j] for j in keep]
+        self.with_lines = len(set(self.owner))
+
+    def _after_cut(self, r: KafkaRecord) -> bool:
+        c = self.cut.get((r.topic, r.partition))
+        return c is not None and r.offset >= c
+
+
+def _body(lines: list[str], start: int, end: int) -> bytes:
+    """A request body: the lines, each ended by a newline, as UTF-8 (checked while mapping)."""
+    return ("\n".join(lines[start:end]) + "\n").encode("utf-8")
+
+
+def _write_all(batch: _Batch, session: WriteSession, chunk: int) -> None:
+    """Write what is mapped, chunk after chunk, on this thread."""
+    lines = batch.lines
+    for start in range(0, len(lines), chunk):
+        if session.failed:
+            return
+        end = min(start + chunk, len(lines))
+        session.write_chunk(start, end, _body(lines, start, end))
+
+
+def _map_and_write(batch: _Batch, session: WriteSession, chunk: int, incremental_cut: bool) -> None:
+    """Map the batch and hand each full chunk to the writer thread while mapping goes on."""
+    n = len(batch.records)
+    pipeline: Pipeline | None = None
+    sent = 0  # lines handed to the writer so far
+    step = max(1, chunk)  # records mapped between looks at the line count (records have >= 0 lines)
+    i = 0
     try:
-        "".join(line for ls in lines if ls for line in ls).encode("utf-8")
-        return
-    except UnicodeEncodeError:
-        pass
-    for i, ls in enumerate(lines):
-        if not ls:
-            continue
-        try:
-            "".join(ls).encode("utf-8")
-        except UnicodeEncodeError as err:
-            failures.append(_failure(records[i], f"text is not valid Unicode ({err.reason})", "encode"))
-            lines[i] = None
+        while i < n:
+            stop = min(n, i + max(1, min(step, chunk - (len(batch.lines) - sent))))
+            batch.map(i, stop, incremental_cut)
+            i = stop
+            while len(batch.lines) - sent >= chunk and not session.failed:
+                if pipeline is None:
+                    pipeline = Pipeline(session)
+                pipeline.submit(sent, sent + chunk, _body(batch.lines, sent, sent + chunk))
+                sent += chunk
+        if sent < len(batch.lines) and not session.failed:
+            if pipeline is None:  # one chunk only: no thread needed
+                session.write_chunk(sent, len(batch.lines), _body(batch.lines, sent, len(batch.lines)))
+            else:
+                pipeline.submit(sent, len(batch.lines), _body(batch.lines, sent, len(batch.lines)))
+    finally:
+        if pipeline is not None:
+            pipeline.finish()
 
 
 def _first_failed(records: Sequence[KafkaRecord], failed: set[int]) -> dict[tuple[str, int], int]:
@@ -104,65 +262,72 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, po
     result = BatchResult(received=len(records))
     stats = plan.stats
     tomb0, nonfin0 = stats.tombstones, stats.non_finite
-    failures: list[Failure] = []
-    lines = map_records(records, plan, failures)
-    _check_unicode(records, lines, failures)
+    batch = _Batch(records, plan, policy)
+    retry = policy == "RETRY"
+    chunk = writer.chunk_lines
+    if policy == "THROW" or (retry and not _ascending(records)):
+        batch.map(0, len(records), incremental_cut=False)
+        if batch.failures and policy == "THROW":
+            result.failures = batch.failures
+            raise BatchFailed(batch.failures, written=0)
+        if retry:
+            batch.apply_cut()
+        session = _session(writer, batch, deadline, retry_interval, retry)
+        _write_all(batch, session, chunk)
+    else:
+        session = _session(writer, batch, deadline, retry_interval, retry)
+        _map_and_write(batch, session, chunk, incremental_cut=retry)
     result.tombstones = stats.tombstones - tomb0
     result.non_finite = stats.non_finite - nonfin0
-    failed_idx = {i for i, ls in enumerate(lines) if ls is None}
-
-    if failures and policy == "THROW":
-        result.failures = failures
-        raise BatchFailed(failures, written=0)
-
-    # What to write: under RETRY nothing at or after a partition's first failure.
-    cut = _first_failed(records, failed_idx) if policy == "RETRY" else {}
-    to_write: list[str] = []
-    owner: list[int] = []
-    for i, ls in enumerate(lines):
-        if not ls:
-            continue
-        r = records[i]
-        c = cut.get((r.topic, r.partition))
-        if c is not None and r.offset >= c:
-            continue
-        to_write.extend(ls)
-        owner.extend([i] * len(ls))
-
-    t0 = time.perf_counter()
-    groups = [(records[i].topic, records[i].partition) for i in owner] if policy == "RETRY" else None
-    report = writer.write(to_write, deadline=deadline, retry_interval=retry_interval,
-                          retries=policy == "RETRY", groups=groups) if to_write else None
-    result.write_seconds = time.perf_counter() - t0
-
-    unwritten: set[int] = set()
-    if report is not None:
-        result.write_requests, result.write_retries = report.requests, report.retries
-        for line_idx, message in sorted(report.rejected.items()):
-            i = owner[line_idx]
-            if i not in unwritten:
-                unwritten.add(i)
-                failures.append(_failure(records[i], f"InfluxDB rejected the point: {message}", "rejected"))
-        for line_idx in sorted(report.skipped):
-            unwritten.add(owner[line_idx])  # RETRY only: reported below with the refused record before it
-        if report.error is not None and report.unwritten_from is not None:
-            result.write_error = report.error
-            for i in dict.fromkeys(owner[report.unwritten_from:]):
-                if i not in unwritten:
-                    unwritten.add(i)
-                    failures.append(_failure(records[i], f"not written: {report.error.reason}", "write"))
+    report = session.report
+    result.write_seconds = report.seconds
+    failures = batch.failures
+    unwritten = _apply_report(batch, report, failures, result)
     result.failures = failures
-    written = {o for o in owner if o not in unwritten}
-    result.written_records = len(written)
-    result.points = sum(1 for o in owner if o not in unwritten)
+    owner = batch.owner
+    if unwritten:
+        result.written_records = len({o for o in owner if o not in unwritten})
+        result.points = sum(1 for o in owner if o not in unwritten)
+    else:
+        result.written_records = batch.with_lines
+        result.points = len(owner)
 
     if policy == "THROW" and failures:
         raise BatchFailed(failures, written=result.written_records)
-    if policy == "RETRY":
-        first = _first_failed(records, failed_idx | unwritten)
-        result.reported = [r for r in records
-                           if (c := first.get((r.topic, r.partition))) is not None and r.offset >= c]
+    if retry:
+        first = _first_failed(records, batch.failed | unwritten)
+        if first:
+            result.reported = [r for r in records
+                               if (c := first.get((r.topic, r.partition))) is not None and r.offset >= c]
     for f in failures:
         log.error("record failed: %s", f, extra={"topic": f.topic, "partition": f.partition,
                                                  "offset": f.offset, "reason": f.reason, "kind": f.kind})
     return result
+
+
+def _session(writer: LineWriter, batch: _Batch, deadline: float | None, retry_interval: float,
+             retry: bool) -> WriteSession:
+    """The batch's writes; under RETRY the writer also stops a partition after a refused point."""
+    return writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
+                          groups=_Groups(batch.records, batch.owner) if retry else None)
+
+
+def _apply_report(batch: _Batch, report: WriteReport, failures: list[Failure], result: BatchResult) -> set[int]:
+    """Record indexes the writer did not store (refused points, batch errors); failures appended."""
+    unwritten: set[int] = set()
+    owner, records = batch.owner, batch.records
+    result.write_requests, result.write_retries = report.requests, report.retries
+    for line_idx, message in sorted(report.rejected.items()):
+        i = owner[line_idx]
+        if i not in unwritten:
+            unwritten.add(i)
+            failures.append(_failure(records[i], f"InfluxDB rejected the point: {message}", "rejected"))
+    for line_idx in sorted(report.skipped):
+        unwritten.add(owner[line_idx])  # RETRY only: reported with the refused record before it
+    if report.error is not None and report.unwritten_from is not None:
+        result.write_error = report.error
+        for i in dict.fromkeys(owner[report.unwritten_from:]):
+            if i not in unwritten:
+                unwritten.add(i)
+                failures.append(_failure(records[i], f"not written: {report.error.reason}", "write"))
+    return unwritten

@@ -2,7 +2,10 @@
 
 ``V1Writer`` speaks InfluxDB 1.x ``POST /write`` over one kept-alive ``http.client`` connection
 (reused across warm invocations; http.client is imported in the cold path anyway, urllib3 and
-requests would add import time for nothing). Lines go in chunks of ``chunk_lines``.
+requests would add import time for nothing). Lines go in chunks of ``chunk_lines``, in order;
+a ``WriteSession`` holds one batch's progress so the delivery stage can hand it one chunk at a
+time, and ``Pipeline`` runs a session on a thread of its own so that InfluxDB stores chunk N
+while the next chunk is being mapped.
 
 What a write outcome means:
 - 204: every line stored.
@@ -17,12 +20,15 @@ from __future__ import annotations
 
 import base64
 import http.client
+import queue
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from handler.errors import WriteError
 
@@ -37,6 +43,13 @@ class WriteReport:
     error: WriteError | None = None
     requests: int = 0
     retries: int = 0
+    seconds: float = 0.0  # time spent writing (requests and the waits between retries)
+
+
+class LineGroups(Protocol):
+    """A label per line index (its partition, under RETRY); a list will do."""
+
+    def __getitem__(self, line: int, /) -> object: ...
 
 
 class HttpTarget:
@@ -159,7 +172,10 @@ class LineWriter:
     headers: dict[str, str]
 
     def _send(self, lines: Sequence[str], read_timeout: float | None) -> tuple[int, str, float | None]:
-        body = ("\n".join(lines) + "\n").encode("utf-8")
+        return self._send_body(("\n".join(lines) + "\n").encode("utf-8"), read_timeout)
+
+    def _send_body(self, body: bytes, read_timeout: float | None) -> tuple[int, str, float | None]:
+        """POST a ready body (lines ended by newlines, UTF-8)."""
         headers = dict(self.headers)
         if self.gzip:
             import gzip
@@ -169,8 +185,21 @@ class LineWriter:
         status, data, resp = self.target.post(self.path, body, headers, read_timeout)
         return status, data.decode("utf-8", "replace"), _retry_after(resp)
 
+    @property
+    def _takes_bodies(self) -> bool:
+        """Whether a chunk's ready-made body can be sent as it is (a subclass that overrides
+        ``_send``, like the 2.x writer that hands lines to influxdb-client, gets lines)."""
+        return type(self)._send is LineWriter._send
+
+    def session(self, lines: Sequence[str], *, deadline: float | None = None, retry_interval: float = 1.0,
+                retries: bool = False, groups: LineGroups | None = None,
+                sleep: Callable[[float], None] = time.sleep) -> WriteSession:
+        """A batch's writes, to be given chunk by chunk (see ``write`` for the rules)."""
+        return WriteSession(self, lines, deadline=deadline, retry_interval=retry_interval, retries=retries,
+                            groups=groups, sleep=sleep)
+
     def write(self, lines: Sequence[str], *, deadline: float | None = None, retry_interval: float = 1.0,
-              retries: bool = False, groups: Sequence[object] | None = None,
+              retries: bool = False, groups: LineGroups | None = None,
               sleep: Callable[[float], None] = time.sleep) -> WriteReport:
         """Write every line. Batch errors stop at the first chunk that cannot be written.
 
@@ -180,36 +209,13 @@ class LineWriter:
         With ``groups`` (one label per line, e.g. its partition), once a line of a group is refused
         the group's later lines are not sent (``report.skipped``): RETRY redelivers them anyway.
         """
-        report = WriteReport()
-        self._refreshed = False
-        stopped: set[object] = set()
-        start = 0
-        while start < len(lines):
-            end = min(start + self.chunk_lines, len(lines))
-            if groups is not None and stopped:
-                idxs = [i for i in range(start, end) if groups[i] not in stopped]
-                report.skipped.update(i for i in range(start, end) if groups[i] in stopped)
-            else:
-                idxs = list(range(start, end))
-            delay = retry_interval
-            while idxs:
-                try:
-                    self._write_idx(lines, idxs, report, deadline)
-                    break
-                except WriteError as err:
-                    now = time.monotonic()
-                    wait = err.retry_after if err.retry_after is not None else delay
-                    if not (retries and err.retryable) or (deadline is not None and now + wait >= deadline):
-                        report.error = err
-                        report.unwritten_from = idxs[0]
-                        return report
-                    report.retries += 1
-                    sleep(wait)
-                    delay = min(delay * 2, 60.0)
-            if groups is not None and report.rejected:
-                stopped.update(groups[i] for i in report.rejected)
-            start = end
-        return report
+        session = self.session(lines, deadline=deadline, retry_interval=retry_interval, retries=retries,
+                               groups=groups, sleep=sleep)
+        for start in range(0, len(lines), self.chunk_lines):
+            if session.failed:
+                break
+            session.write_chunk(start, min(start + self.chunk_lines, len(lines)))
+        return session.report
 
     def _remaining(self, deadline: float | None) -> float | None:
         if deadline is None:
@@ -220,9 +226,14 @@ class LineWriter:
         return min(left, self.target.read_timeout)
 
     def _write_idx(self, lines: Sequence[str], idxs: list[int], report: WriteReport,
-                   deadline: float | None) -> None:
+                   deadline: float | None, body: bytes | None = None) -> None:
+        """Send ``idxs`` (``body``: their ready-made request body); split and resend on refusals."""
         report.requests += 1
-        status, text, retry_after = self._send([lines[i] for i in idxs], self._remaining(deadline))
+        timeout = self._remaining(deadline)
+        if body is not None and self._takes_bodies:
+            status, text, retry_after = self._send_body(body, timeout)
+        else:
+            status, text, retry_after = self._send([lines[i] for i in idxs], timeout)
         if status in (200, 204):
             return
         if status == 413 or status == 422 or (status == 400 and _about_points(text)):
@@ -237,7 +248,7 @@ class LineWriter:
         if status in (401, 403) and self.refresh_credentials is not None and not self._refreshed:
             self._refreshed = True
             if self.refresh_credentials():
-                self._write_idx(lines, idxs, report, deadline)
+                self._write_idx(lines, idxs, report, deadline, body)
                 return
         raise self._batch_error(status, text, retry_after)
 
@@ -255,6 +266,107 @@ class LineWriter:
         return WriteError(f"InfluxDB answered HTTP {status}: {detail}", status=status,
                           retryable=status in (429, 500, 502, 503, 504) or status >= 500,
                           retry_after=retry_after)
+
+
+class WriteSession:
+    """One batch's writes, given a chunk at a time and in order, under ``LineWriter.write``'s rules.
+
+    ``lines`` (and ``groups``) may grow while the session runs: the delivery stage appends the
+    next chunk's lines while this one is written. Lines already given never change. Once a
+    batch error ends the session (``failed``), later chunks are not sent; ``report`` says from
+    which line on nothing was written.
+    """
+
+    def __init__(self, writer: LineWriter, lines: Sequence[str], *, deadline: float | None = None,
+                 retry_interval: float = 1.0, retries: bool = False, groups: LineGroups | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.writer = writer
+        self.lines = lines
+        self.deadline = deadline
+        self.retry_interval = retry_interval
+        self.retries = retries
+        self.groups = groups
+        self.sleep = sleep
+        self.report = WriteReport()
+        self._stopped: set[object] = set()  # groups with a refused line: their later lines are skipped
+        writer._refreshed = False
+
+    @property
+    def failed(self) -> bool:
+        return self.report.error is not None
+
+    def write_chunk(self, start: int, end: int, body: bytes | None = None) -> None:
+        """Write lines ``start..end`` (``body``: those lines as a ready request body, if built)."""
+        if self.failed:
+            return
+        t0 = time.perf_counter()
+        try:
+            self._write_chunk(start, end, body)
+        finally:
+            self.report.seconds += time.perf_counter() - t0
+
+    def _write_chunk(self, start: int, end: int, body: bytes | None) -> None:
+        report, groups, stopped = self.report, self.groups, self._stopped
+        if groups is not None and stopped:
+            idxs = [i for i in range(start, end) if groups[i] not in stopped]
+            report.skipped.update(i for i in range(start, end) if groups[i] in stopped)
+            body = None  # not the whole chunk any more
+        else:
+            idxs = list(range(start, end))
+        delay = self.retry_interval
+        while idxs:
+            try:
+                self.writer._write_idx(self.lines, idxs, report, self.deadline, body)
+                break
+            except WriteError as err:
+                now = time.monotonic()
+                wait = err.retry_after if err.retry_after is not None else delay
+                if not (self.retries and err.retryable) or (self.deadline is not None and now + wait >= self.deadline):
+                    report.error = err
+                    report.unwritten_from = idxs[0]
+                    return
+                report.retries += 1
+                self.sleep(wait)
+                delay = min(delay * 2, 60.0)
+        if groups is not None and report.rejected:
+            stopped.update(groups[i] for i in report.rejected)
+
+
+class Pipeline:
+    """Runs a ``WriteSession`` on a thread of its own: chunks are written in the order submitted,
+    one request at a time on the writer's one connection, while the caller prepares the next.
+
+    ``submit`` blocks while ``depth`` chunks are already waiting, which bounds memory. After a
+    batch error the thread drops what is still submitted (the session is ``failed``).
+    ``finish`` waits for the writes and re-raises, on the caller's thread, anything unexpected
+    the writer thread raised.
+    """
+
+    def __init__(self, session: WriteSession, depth: int = 1) -> None:
+        self.session = session
+        self._queue: queue.Queue[tuple[int, int, bytes | None] | None] = queue.Queue(maxsize=depth)
+        self._raised: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="influx-sink-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, start: int, end: int, body: bytes | None = None) -> None:
+        self._queue.put((start, end, body))
+
+    def finish(self) -> WriteReport:
+        self._queue.put(None)
+        self._thread.join()
+        if self._raised is not None:
+            raise self._raised
+        return self.session.report
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._raised is not None:
+                continue  # keep draining so that submit() never blocks for ever
+            try:
+                self.session.write_chunk(*item)
+            except BaseException as err:
+                self._raised = err
 
 
 class V1Writer(LineWriter):

@@ -1,0 +1,40 @@
+"""Child process of bench/run.py: one cold start, timed from inside the fresh process.
+
+    python bench/cold.py handler   # import handler.app, handle a 1-record batch (settings from env)
+    python bench/cold.py boto3     # import boto3, nothing else
+
+Prints ``{"import": s, "first_call": s, "total": s}``. The event is passed in ``BENCH_EVENT``
+(JSON), so building it costs this process nothing but one ``json.loads`` (which the Lambda
+runtime does too).
+"""
+
+import sys
+import time
+
+t0 = time.perf_counter()
+
+
+def main() -> int:
+    what = sys.argv[1]
+    if what == "boto3":
+        import boto3  # noqa: F401
+
+        t1 = time.perf_counter()
+        t2 = t1
+    else:
+        from handler import app
+
+        t1 = time.perf_counter()
+        import json
+        import os
+
+        response = app.lambda_handler(json.loads(os.environ["BENCH_EVENT"]), None)
+        t2 = time.perf_counter()
+        if response != {"batchItemFailures": []}:
+            raise SystemExit(f"handler reported failures: {response}")
+    sys.stderr.write(f'BENCH {{"import": {t1 - t0}, "first_call": {t2 - t1}, "total": {t2 - t0}}}\n')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
