@@ -33,7 +33,13 @@ _SEGMENT_RE = re.compile(r"`([^`]*)`|([^.`]+)")
 
 KEYWORDS = ("INSERT", "INTO", "SELECT", "FROM", "AS")
 CLAUSES = ("IGNORE", "WITHTARGET", "WITHTIMESTAMP", "TIMESTAMPUNIT", "WITHTAG")
-RESERVED = frozenset(KEYWORDS + CLAUSES)
+# A bare name may not be a keyword that could come next at its spot: otherwise a missing name
+# would silently take the keyword's place (`INSERT INTO SELECT ...`, `FROM WITHTAG(...)`).
+# Backticks make any word a name; inside WITHTAG( ) every word is a name (`WITHTAG(from, to)`).
+_NONE: frozenset[str] = frozenset()
+_CLAUSE_WORDS = frozenset(CLAUSES)
+_BEFORE_SELECT = frozenset({"SELECT"})
+_IN_SELECT = frozenset({"FROM", "AS"})
 # Clauses of other Stream Reactor sinks: named in the error instead of a generic "expected".
 UNSUPPORTED = (
     "PK", "AUTOCREATE", "AUTOEVOLVE", "STOREAS", "PROPERTIES", "PARTITIONBY", "DISTRIBUTEBY",
@@ -75,9 +81,9 @@ INSERT, INTO, SELECT, FROM, AS = (_kw(w) for w in KEYWORDS)
 IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG = (_kw(w) for w in CLAUSES)
 
 
-def _not_keyword(word: str, s: str, loc: int, what: str) -> None:
+def _not_keyword(word: str, s: str, loc: int, what: str, reserved: frozenset[str]) -> None:
     upper = word.upper()
-    if upper in RESERVED:
+    if upper in reserved:
         if upper == "FROM" and what.endswith("or *"):  # `SELECT FROM t`: the fields are missing
             raise _fail(s, loc, f"expected {what}, found {word!r}")
         raise _fail(s, loc, f"expected {what}, found the keyword {word!r} (quote it with backticks, "
@@ -98,15 +104,14 @@ def _unclosed(what: str) -> pp.ParserElement:
 # ---------------------------------------------------------------- names and paths
 
 
-def _name(what: str, reserved: bool = True) -> pp.ParserElement:
-    """A bare or backticked name; bare keywords are refused (they would make KCQL ambiguous)."""
+def _name(what: str, reserved: frozenset[str] = _NONE) -> pp.ParserElement:
+    """A bare or backticked name; the ``reserved`` keywords must be backticked to be names."""
 
     def action(s: str, loc: int, toks: pp.ParseResults) -> str:
         text: str = toks[0]
         if text.startswith("`"):
             return text[1:-1]
-        if reserved:
-            _not_keyword(text, s, loc, what)
+        _not_keyword(text, s, loc, what, reserved)
         return text
 
     # Actions sit on the Regex itself: a MatchFirst's action would get the location before spaces.
@@ -115,7 +120,8 @@ def _name(what: str, reserved: bool = True) -> pp.ParserElement:
     return (quoted | bare | _unclosed("backtick")).set_name(what)
 
 
-def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> tuple[Path, bool]:
+def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool,
+                reserved: frozenset[str]) -> tuple[Path, bool]:
     """Turn ``a.`b.c`.d``, ``_key.x``, ``_header.h`` or ``a.*`` into a Path (and a wildcard flag)."""
     wildcard = text == "*" or text.endswith(".*")
     body = "" if text == "*" else (text[:-2] if wildcard else text)
@@ -141,18 +147,20 @@ def _split_path(text: str, loc: int, source_text: str, allow_wildcard: bool) -> 
                 raise _fail(source_text, loc, f"{head} is Kafka metadata and has no fields")
             return Path(_METADATA[head], (), text), False
         elif len(parts) == 1 and not wildcard:
-            _not_keyword(head, source_text, loc, "a field path or *" if allow_wildcard else "a field path")
+            _not_keyword(head, source_text, loc, "a field path or *" if allow_wildcard else "a field path",
+                         reserved)
     return Path(source, tuple(p for p, _ in parts), text), wildcard
 
 
-def _path(allow_wildcard: bool = False, located: bool = False) -> pp.ParserElement:
+def _path(allow_wildcard: bool = False, located: bool = False, reserved: frozenset[str] = _CLAUSE_WORDS
+          ) -> pp.ParserElement:
     """A path; ``located`` yields ``(location, path)`` for checks that point at the path."""
     # `a.*` is matched everywhere, so that IGNORE a.* says why it is wrong.
     pattern = rf"{_SEGMENT}(?:\.{_SEGMENT})*(?:\.\*)?"
     name = "a field path or *" if allow_wildcard else "a field path"
 
     def action(s: str, loc: int, toks: pp.ParseResults) -> Any:
-        path, wildcard = _split_path(toks[0], loc, s, allow_wildcard)
+        path, wildcard = _split_path(toks[0], loc, s, allow_wildcard, reserved)
         if located:
             return [(loc, path)]
         return (path, wildcard) if allow_wildcard else path
@@ -165,13 +173,14 @@ def _listed(item: pp.ParserElement) -> pp.ParserElement:
     return item + pp.ZeroOrMore(pp.Suppress(",") - item)
 
 
-MEASUREMENT = _name("a measurement name")
-TOPIC = _name("a topic name")
-ALIAS = _name("an alias")
+MEASUREMENT = _name("a measurement name", _BEFORE_SELECT)
+TOPIC = _name("a topic name", _CLAUSE_WORDS)
+ALIAS = _name("an alias", _IN_SELECT)
+TAG_ALIAS = _name("an alias")
 
 # SELECT list
 STAR = pp.Literal("*").set_parse_action(lambda: (Path(Source.VALUE, (), "*"), True))
-SELECT_PATH = (STAR | _path(allow_wildcard=True)).set_name("a field path or *")
+SELECT_PATH = (STAR | _path(allow_wildcard=True, reserved=_IN_SELECT)).set_name("a field path or *")
 SELECT_ITEM = SELECT_PATH + pp.Optional(AS.suppress() - ALIAS)
 
 
@@ -198,9 +207,9 @@ SYS_TIME = pp.Regex(r"(?i)sys_time\s*\(\s*\)").set_parse_action(lambda: "sys_tim
 CONSTANT_VALUE = (pp.Regex(r"'(?:[^']|'')*'").set_parse_action(lambda t: t[0][1:-1].replace("''", "'"))
                   | _unclosed("quote")
                   | pp.Regex(r"""[^\s,();'"]+""")).set_name("a tag value")
-CONSTANT_TAG = (_name("a tag name", reserved=False) + pp.Suppress("=") - CONSTANT_VALUE).set_parse_action(
+CONSTANT_TAG = (_name("a tag name") + pp.Suppress("=") - CONSTANT_VALUE).set_parse_action(
     lambda s, loc, t: [(loc, ConstantTag(key=t[0], value=t[1]))])
-PATH_TAG = (_path() + pp.Optional(AS.suppress() - ALIAS)).set_parse_action(
+PATH_TAG = (_path(reserved=_NONE) + pp.Optional(AS.suppress() - TAG_ALIAS)).set_parse_action(
     lambda s, loc, t: [(loc, PathTag(path=t[0], alias=t[1] if len(t) > 1 else None))])
 TAG = (CONSTANT_TAG | PATH_TAG).set_name("a tag (path, path AS name, or name=value)")
 

@@ -105,15 +105,35 @@ def test_a_keyword_inside_a_longer_name_is_a_name(text: str) -> None:
 
 @pytest.mark.parametrize("text, what, word", [
     ("INSERT INTO select SELECT * FROM t", "a measurement name", "select"),
-    ("INSERT INTO m SELECT * FROM from", "a topic name", "from"),
+    ("INSERT INTO m SELECT * FROM withtag", "a topic name", "withtag"),
+    ("INSERT INTO m SELECT * FROM Ignore IGNORE a", "a topic name", "Ignore"),
     ("INSERT INTO m SELECT a AS from FROM t", "an alias", "from"),
-    ("INSERT INTO m SELECT ignore FROM t", "a field path or *", "ignore"),
-    ("INSERT INTO m SELECT * FROM t WITHTAG(as)", "a field path", "as"),
+    ("INSERT INTO m SELECT as FROM t", "a field path or *", "as"),
+    ("INSERT INTO m SELECT * FROM t IGNORE withtag", "a field path", "withtag"),
+    ("INSERT INTO m SELECT * FROM t WITHTARGET=withtimestamp", "a field path", "withtimestamp"),
+    ("INSERT INTO m SELECT * FROM t WITHTIMESTAMP timestampunit", "a field path", "timestampunit"),
 ])
-def test_a_bare_keyword_is_not_a_name(text: str, what: str, word: str) -> None:
+def test_a_bare_keyword_that_could_come_next_is_not_a_name(text: str, what: str, word: str) -> None:
     err = error(text)
     assert err.reason == (f"expected {what}, found the keyword {word!r} (quote it with backticks, `{word}`, "
                           "to use it as a name)")
+
+
+@pytest.mark.parametrize("text", [
+    "INSERT INTO from SELECT insert, into, select, ignore AS withtag FROM select WITHTIMESTAMP from",
+    "INSERT INTO measureA SELECT * FROM topicA  WITHTAG (from, to)",
+    "INSERT INTO measureA SELECT * FROM topicA  WITHTAG (from, to, provider=DataMountaineer)",
+    "INSERT INTO m SELECT * FROM t WITHTAG(as AS from, withtag AS select, ignore=into)",
+])
+def test_keywords_that_cannot_be_confused_are_names(text: str) -> None:
+    parse(text)
+
+
+def test_seed_tag_examples() -> None:
+    assert one("INSERT INTO measureA SELECT * FROM topicA  WITHTAG (from, to, provider=DataMountaineer)").tags == (
+        PathTag(value("from")), PathTag(value("to")), ConstantTag("provider", "DataMountaineer"))
+    assert one("INSERT INTO measureA SELECT * FROM topicA  WITHTAG (DataMountaineer=awesome, Influx=rulz!)").tags == (
+        ConstantTag("DataMountaineer", "awesome"), ConstantTag("Influx", "rulz!"))
 
 
 def test_backticked_keywords_are_names() -> None:
