@@ -21,7 +21,8 @@ How InfluxDB 1.x (measured on 1.6.7) reads a line, and why each rule below exist
 Rejected (``RecordError(..., "encode")``), because they cannot be carried:
 
 - any name or tag value that is empty, contains a newline, or ends in a backslash (it would
-  escape the separator after it);
+  escape the separator after it), or holds a lone surrogate (from a JSON ``\\ud800`` escape);
+  lone surrogates in string field values are caught when the batch is encoded to UTF-8;
 - a measurement that starts with ``#`` (comment line), a tab or NUL (stripped by the server),
   or that has a backslash right before ``,``, a space, ``=`` or ``"`` (the server stores a
   broken series that no query returns);
@@ -49,9 +50,9 @@ _NEEDS_TAG_ESC = re.compile(r"[ ,=]")
 _NEEDS_FIELD_KEY_ESC = re.compile(r'[ ,="]')
 
 # Problems, per kind of name; each pattern's match is described by _describe().
-_MEAS_BAD = re.compile(r'\n|\\\Z|\\[, ="]|^[#\t\x00]')
-_TAG_BAD = re.compile(r"\n|\\\Z|(?<!\\)(?:\\\\)*\\ ")
-_FIELD_KEY_BAD = re.compile(r"\n|\\\Z|(?<!\\)(?:\\\\)*\\[, =]|^[\t\x00]")
+_MEAS_BAD = re.compile(r'\n|[\ud800-\udfff]|\\\Z|\\[, ="]|^[#\t\x00]')
+_TAG_BAD = re.compile(r"\n|[\ud800-\udfff]|\\\Z|(?<!\\)(?:\\\\)*\\ ")
+_FIELD_KEY_BAD = re.compile(r"\n|[\ud800-\udfff]|\\\Z|(?<!\\)(?:\\\\)*\\[, =]|^[\t\x00]")
 
 _CACHE_LIMIT = 50_000
 _meas_cache: dict[str, str] = {}
@@ -63,6 +64,8 @@ def _describe(match: re.Match[str]) -> str:
     found = match.group(0)
     if found == "\n":
         return "contains a newline, which would end the line"
+    if "\ud800" <= found <= "\udfff":
+        return f"contains the lone surrogate {found!r}, which is not Unicode text"
     if found == "\\" and match.end() == len(match.string):
         return "ends with a backslash, which would escape the separator after it"
     if match.start() == 0 and found in ("#", "\t", "\x00"):

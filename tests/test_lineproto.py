@@ -84,6 +84,8 @@ def test_field_key_escaping(name: str, escaped: str) -> None:
               "protocol cannot carry there"),
     ("a\\\\,b", "measurement 'a\\\\\\\\,b' cannot be written: it has a backslash right before ',', which line "
                 "protocol cannot carry there"),
+    ("\udfffm", "measurement '\\udfffm' cannot be written: it contains the lone surrogate '\\udfff', which is not "
+                "Unicode text"),
 ])
 def test_measurements_that_cannot_be_carried(name: str, reason: str) -> None:
     with pytest.raises(RecordError) as info:
@@ -97,6 +99,7 @@ def test_measurements_that_cannot_be_carried(name: str, reason: str) -> None:
     ("v\\", "ends with a backslash"),
     ("a\\ b", "has a backslash right before ' '"),
     ("a\\\\\\ b", "has a backslash right before ' '"),
+    ("x\ud800", "contains the lone surrogate '\\ud800', which is not Unicode text"),
 ])
 def test_tag_names_and_values_that_cannot_be_carried(name: str, reason: str) -> None:
     with pytest.raises(RecordError, match=re.escape(reason)):
@@ -118,6 +121,7 @@ def test_tag_backslashes_that_can_be_carried(name: str) -> None:
     ("a\\=b", "has a backslash right before '='"),
     ("a\\ b", "has a backslash right before ' '"),
     ("a\\\\\\,b", "has a backslash right before ','"),
+    ("\udc80", "contains the lone surrogate"),
 ])
 def test_field_keys_that_cannot_be_carried(name: str, reason: str) -> None:
     with pytest.raises(RecordError, match=re.escape(reason)):
