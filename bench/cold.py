@@ -3,9 +3,10 @@
     python bench/cold.py handler   # import handler.app, handle a 1-record batch (settings from env)
     python bench/cold.py boto3     # import boto3, nothing else
 
-Prints ``{"import": s, "first_call": s, "total": s}``. The event is passed in ``BENCH_EVENT``
-(JSON), so building it costs this process nothing but one ``json.loads`` (which the Lambda
-runtime does too).
+Prints ``{"import": s, "first_call": s, "total": s, "heavy": [...]}`` to stderr; ``heavy`` says
+which of boto3, fastavro, influxdb_client, urllib3, kafka got imported (none should, on this
+path). The event is passed in ``BENCH_EVENT`` (JSON), so building it costs this process nothing
+but one ``json.loads`` (which the Lambda runtime does too).
 """
 
 import sys
@@ -32,7 +33,9 @@ def main() -> int:
         t2 = time.perf_counter()
         if response != {"batchItemFailures": []}:
             raise SystemExit(f"handler reported failures: {response}")
-    sys.stderr.write(f'BENCH {{"import": {t1 - t0}, "first_call": {t2 - t1}, "total": {t2 - t0}}}\n')
+    heavy = [m for m in ("boto3", "botocore", "fastavro", "influxdb_client", "urllib3", "kafka") if m in sys.modules]
+    sys.stderr.write(f'BENCH {{"import": {t1 - t0}, "first_call": {t2 - t1}, "total": {t2 - t0}, '
+                     f'"heavy": {heavy!r}}}\n'.replace("'", '"'))
     return 0
 
 

@@ -90,15 +90,18 @@ def child(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[s
     return proc
 
 
-def warm(kind: str, policy: str, server: local_influxdb.InfluxServer, registry: Registry, reps: int,
-         tmp: Path) -> dict[str, Any]:
-    db, floor_db = f"bench_{kind}_{policy}", f"floor_{kind}_{policy}"
+def warm(kind: str, policy: str, batch_lines: str | None, server: local_influxdb.InfluxServer, registry: Registry,
+         reps: int, tmp: Path) -> dict[str, Any]:
+    name = f"{kind}_{policy}_{batch_lines or 'default'}"
+    db, floor_db = f"bench_{name}", f"floor_{name}"
     for name in (db, floor_db):
         server.query(f'CREATE DATABASE "{name}"')
     env = base_env(server.url, db, registry.url if kind == "avro" else None)
     env["BENCH_FLOOR_DB"] = floor_db
     env["CONNECT_INFLUX_ERROR_POLICY"] = policy
-    out = tmp / f"warm-{kind}-{policy}.json"
+    if batch_lines:
+        env["CONNECT_INFLUX_BATCH_LINES"] = batch_lines
+    out = tmp / f"warm-{name}.json"
     child([str(BENCH / "warm.py"), kind, str(out), str(reps)], env)
     rows = json.loads(out.read_text())["rows"]
     # Every point landed: the handler's database has what the floor's has, plus the 10-record warm-up.
@@ -128,12 +131,12 @@ def memory(kind: str, server: local_influxdb.InfluxServer, registry: Registry, t
     return result
 
 
-def cold(server: local_influxdb.InfluxServer, reps: int) -> dict[str, list[float]]:
+def cold(server: local_influxdb.InfluxServer, reps: int) -> dict[str, Any]:
     server.query('CREATE DATABASE "cold"')
     env = base_env(server.url, "cold")
     env["BENCH_EVENT"] = json.dumps(workload.make_event("json", 0, 1)[0])
-    out: dict[str, list[float]] = {"handler_wall": [], "handler_in": [], "boto3_wall": [], "boto3_in": [],
-                                   "handler_import": [], "handler_first_call": []}
+    out: dict[str, Any] = {"handler_wall": [], "handler_in": [], "boto3_wall": [], "boto3_in": [],
+                           "handler_import": [], "handler_first_call": [], "heavy": set()}
     for _ in range(reps):
         for what in ("boto3", "handler"):
             t0 = time.perf_counter()
@@ -146,6 +149,7 @@ def cold(server: local_influxdb.InfluxServer, reps: int) -> dict[str, list[float
             if what == "handler":
                 out["handler_import"].append(inner["import"])
                 out["handler_first_call"].append(inner["first_call"])
+                out["heavy"].update(inner["heavy"])
     return out
 
 
@@ -189,7 +193,7 @@ def med(xs: list[float]) -> float:
 
 
 def report(info: dict[str, str], warm_res: dict[str, dict[str, Any]], stage_res: dict[str, Any],
-           mem: dict[str, dict[str, Any]], cold_res: dict[str, list[float]], reps: int, cold_reps: int) -> str:
+           mem: dict[str, dict[str, Any]], cold_res: dict[str, Any], reps: int, cold_reps: int) -> str:
     def ms(x: float) -> str:
         return f"{x * 1000:.0f} ms"
 
@@ -202,7 +206,9 @@ def report(info: dict[str, str], warm_res: dict[str, dict[str, Any]], stage_res:
             "|---|---|---|---|---|---|---|---|"]
     for case, r in warm_res.items():
         ratio = med(r["handler"]) / med(r["floor"])
-        kind, policy = case.split(":")
+        kind, policy, *lines = case.split(":")
+        if lines:
+            policy += f", batch.lines={lines[0]}"
         out.append(f"| {kind} | {policy} | {ms(med(r['handler']))} ({ms(min(r['handler']))}) | {ms(med(r['floor']))} "
                    f"({ms(min(r['floor']))}) | {ms(med(r['decode']))} + {ms(med(r['ingest']))} | "
                    f"**{ratio:.2f}×** | ≤ {HANDLER_TARGET}× (aim < 1.0×) | {_met(ratio <= HANDLER_TARGET)} |")
@@ -228,7 +234,9 @@ def report(info: dict[str, str], warm_res: dict[str, dict[str, Any]], stage_res:
             f"({ms(min(cold_res['boto3_in']))}) | **{hi / bi:.2f}×** | ≤ {COLD_TARGET}× | "
             f"{_met(hi / bi <= COLD_TARGET)} |",
             "", f"In-process split: import handler.app {ms(med(cold_res['handler_import']))}, first call "
-            f"(settings, KCQL, plan, connect, write) {ms(med(cold_res['handler_first_call']))}.", ""]
+            f"(settings, KCQL, plan, connect, write) {ms(med(cold_res['handler_first_call']))}. Heavy modules "
+            f"imported on this path: {', '.join(sorted(cold_res['heavy'])) or 'none'} (of boto3, botocore, fastavro, "
+            "influxdb_client, urllib3, kafka).", ""]
     out += ["### 3. Peak memory (max RSS of the process that handled the batches)", "",
             "A fresh process parses each event from JSON (as the Lambda runtime does) and handles it; three "
             "10,000-record batches, the first one cold.", "",
@@ -263,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("warm", "cold", "memory"), action="append",
                         help="run only these parts (repeatable); RESULTS.md is then not written")
     parser.add_argument("--cases", default="json:THROW,json:RETRY,avro:THROW,avro:RETRY",
-                        help="payload:policy pairs for the warm part (default: json and avro, THROW and RETRY)")
+                        help="payload:policy[:batch.lines] for the warm part (default: json and avro, THROW "
+                        "and RETRY, default batch.lines)")
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument trees to bench/profiles/")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -276,11 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         warm_res: dict[str, dict[str, Any]] = {}
         mem: dict[str, dict[str, Any]] = {}
-        cold_res: dict[str, list[float]] = {}
+        cold_res: dict[str, Any] = {}
         if "warm" in parts:
             for case in args.cases.split(","):
-                kind, policy = case.split(":")
-                warm_res[case] = r = warm(kind, policy, server, registry, args.reps, tmp)
+                kind, policy, *lines = case.split(":")
+                warm_res[case] = r = warm(kind, policy, lines[0] if lines else None, server, registry, args.reps, tmp)
                 print(f"warm {case}: handler {med(r['handler']) * 1000:.0f} ms, floor {med(r['floor']) * 1000:.0f} "
                       f"ms (decode {med(r['decode']) * 1000:.0f} + ingest {med(r['ingest']) * 1000:.0f}), "
                       f"ratio {med(r['handler']) / med(r['floor']):.2f}", flush=True)
@@ -292,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             cold_res = cold(server, args.cold_reps)
             print(f"cold: handler {med(cold_res['handler_wall']) * 1000:.0f} ms (in-process "
                   f"{med(cold_res['handler_in']) * 1000:.0f}), boto3 {med(cold_res['boto3_wall']) * 1000:.0f} ms "
-                  f"(in-process {med(cold_res['boto3_in']) * 1000:.0f})", flush=True)
+                  f"(in-process {med(cold_res['boto3_in']) * 1000:.0f}); heavy modules imported: "
+                  f"{sorted(cold_res['heavy']) or 'none'}", flush=True)
         stage_res = stages(server, registry, tmp, args.profile) if "warm" in parts else {}
         for kind, st in stage_res.items():
             print(f"stages {kind}: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in st.items()), flush=True)

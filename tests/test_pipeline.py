@@ -1,0 +1,133 @@
+"""Issue 8: writes overlap mapping only where an error policy allows it (real InfluxDB).
+
+THROW maps the whole batch before the first request; NOOP and RETRY send each chunk while the
+next one is mapped. These tests watch when requests happen relative to mapping, and check that
+what is written and reported is the same as without overlap, including the cases the overlap
+has to step around (a hand-made event whose offsets go backwards, text UTF-8 cannot carry).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from handler.delivery import run_batch
+from handler.errors import BatchFailed
+from handler.eventgen import Rec, build_event
+from handler.records import parse_event
+from handler.runtime import Runtime, build
+from tests.conftest import query_points
+
+pytestmark = pytest.mark.influx
+KCQL = "INSERT INTO m SELECT * FROM t WITHTIMESTAMP _timestamp WITHTAG(_partition, _offset)"
+
+
+def runtime(url: str, db: str, policy: str, batch_lines: int) -> Runtime:
+    return build({"CONNECT_INFLUX_URL": url, "CONNECT_INFLUX_DB": db, "CONNECT_INFLUX_KCQL": KCQL,
+                  "CONNECT_INFLUX_ERROR_POLICY": policy, "CONNECT_INFLUX_BATCH_LINES": str(batch_lines)})
+
+
+def rec(partition: int, offset: int, body: bytes | None = None) -> Rec:
+    return Rec("t", partition, offset, body or json.dumps({"v": offset}).encode(),
+               timestamp=1_700_000_000_000 + partition * 100_000 + offset)
+
+
+def written(server: Any, db: str) -> set[tuple[int, int]]:
+    rows = query_points(server, db, 'SELECT "v", "_partition", "_offset" FROM m')
+    return {(int(r["_partition"]), int(r["_offset"])) for r in rows}
+
+
+def reported(result: Any) -> set[tuple[int, int]]:
+    return {(int(f["itemIdentifier"]["partition"].rsplit("-", 1)[1]), f["itemIdentifier"]["offset"])
+            for f in result.response["batchItemFailures"]}
+
+
+def watch(rt: Runtime) -> list[int]:
+    """Count mapped records; return, per request, how many were mapped when it was sent."""
+    mapped = [0]
+    seen: list[int] = []
+    points, post = rt.plan.points, rt.writer.target.post
+
+    def counting_points(record: Any) -> Any:
+        mapped[0] += 1
+        return points(record)
+
+    def watching_post(*args: Any, **kw: Any) -> Any:
+        seen.append(mapped[0])
+        return post(*args, **kw)
+
+    rt.plan.points = counting_points  # type: ignore[method-assign]
+    rt.writer.target.post = watching_post  # type: ignore[method-assign]
+    return seen
+
+
+BATCH = [rec(p, o) for p in range(2) for o in range(2500)]  # 5 requests of 1000 lines
+
+
+@pytest.mark.parametrize("policy", ["NOOP", "RETRY"])
+def test_noop_and_retry_write_while_mapping(influx, db, policy):
+    rt = runtime(influx.url, db, policy, 1000)
+    seen = watch(rt)
+    result = run_batch(parse_event(build_event(BATCH)), rt.plan, rt.writer, policy)
+    assert result.response == {"batchItemFailures": []} and result.written_records == len(BATCH)
+    assert len(seen) == 5
+    # The writer takes chunk 2 only after chunk 1 is stored, and mapping waits for it to take it
+    # before it maps chunk 4: so the first request went out before mapping was done.
+    assert seen[0] < len(BATCH)
+    assert written(influx, db) == {(r.partition, r.offset) for r in BATCH}
+
+
+def test_throw_maps_everything_before_the_first_request(influx, db):
+    rt = runtime(influx.url, db, "THROW", 1000)
+    seen = watch(rt)
+    result = run_batch(parse_event(build_event(BATCH)), rt.plan, rt.writer, "THROW")
+    assert result.written_records == len(BATCH)
+    assert seen == [len(BATCH)] * 5
+
+
+def test_throw_with_a_poison_record_at_the_end_writes_nothing(influx, db):
+    rt = runtime(influx.url, db, "THROW", 1000)
+    seen = watch(rt)
+    with pytest.raises(BatchFailed, match="partition=1 offset=2499"):
+        run_batch(parse_event(build_event([*BATCH[:-1], rec(1, 2499, b"{bad")])), rt.plan, rt.writer, "THROW")
+    assert seen == []
+    assert written(influx, db) == set()
+
+
+@pytest.mark.parametrize("batch_lines", [1, 3, 1000])
+def test_retry_text_utf8_cannot_carry_cuts_its_partition_mid_pipeline(influx, db, batch_lines):
+    """A lone surrogate (from a JSON escape) fails its record; the partition stops there."""
+    bad = b'{"v": 4, "s": "\\ud800"}'
+    records = [rec(0, o, bad if o == 4 else None) for o in range(10)] + [rec(1, o) for o in range(6)]
+    rt = runtime(influx.url, db, "RETRY", batch_lines)
+    result = run_batch(parse_event(build_event(records)), rt.plan, rt.writer, "RETRY")
+    assert [(f.partition, f.offset, f.kind) for f in result.failures] == [(0, 4, "encode")]
+    assert "not valid Unicode" in result.failures[0].reason
+    assert reported(result) == {(0, o) for o in range(4, 10)}
+    assert written(influx, db) == {(0, o) for o in range(4)} | {(1, o) for o in range(6)}
+
+
+def test_retry_with_offsets_out_of_order_still_writes_only_before_the_first_failure(influx, db):
+    """A hand-made event whose offsets go backwards in a partition is mapped in full first."""
+    order = [5, 6, 7, 0, 1, 2]
+    records = [rec(0, o, b"{bad" if o == 1 else None) for o in order] + [rec(1, o) for o in range(3)]
+    rt = runtime(influx.url, db, "RETRY", 2)
+    result = run_batch(parse_event(build_event(records)), rt.plan, rt.writer, "RETRY")
+    assert reported(result) == {(0, o) for o in (1, 2, 5, 6, 7)}
+    assert written(influx, db) == {(0, 0)} | {(1, o) for o in range(3)}
+
+
+def test_an_unexpected_error_on_the_writer_thread_reaches_the_caller(influx, db):
+    rt = runtime(influx.url, db, "NOOP", 1000)
+
+    class Boom(RuntimeError):
+        pass
+
+    def post(*args: Any, **kw: Any) -> Any:
+        raise Boom("writer thread failed")
+
+    rt.writer.target.post = post  # type: ignore[method-assign]
+    with pytest.raises(Boom):
+        run_batch(parse_event(build_event(BATCH)), rt.plan, rt.writer, "NOOP")
