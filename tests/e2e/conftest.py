@@ -8,21 +8,18 @@ topic, consumer group and InfluxDB database.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import local_kafka
+import local_registry
 import pytest
 
 from tests.conftest import ROOT
@@ -219,48 +216,20 @@ def coordinates(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
 
 
 class SchemaRegistry:
-    """The one call the sink makes to a Confluent Schema Registry: ``GET /schemas/ids/{id}``.
-
-    No Confluent server exists here; this serves registered schemas over real HTTP on loopback,
-    to the runner's process, and counts the requests.
-    """
+    """The registry of scripts/local_registry.py, served over real HTTP on loopback to the
+    runner's process; ``register(schema)`` puts a schema under a subject of its own and returns
+    its id; ``requests`` counts request paths."""
 
     def __init__(self) -> None:
-        self.schemas: dict[int, str] = {}
-        self.requests: Counter[str] = Counter()
-        registry = self
+        self.server = local_registry.start()
+        self.url = self.server.url
+        self.requests = self.server.requests
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                registry.requests[self.path] += 1
-                parts = self.path.split("?")[0].strip("/").split("/")
-                text = registry.schemas.get(int(parts[2])) if (
-                    len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit()) else None
-                status, doc = (200, {"schema": text}) if text else (404, {"error_code": 40403,
-                                                                          "message": "Schema not found"})
-                body = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def register(self, schema: Any) -> int:
-        sid = len(self.schemas) + 1
-        self.schemas[sid] = json.dumps(schema)
-        return sid
+    def register(self, schema: Any, subject: str | None = None) -> int:
+        return self.server.register(subject or unique("subject-"), schema)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture
