@@ -222,7 +222,10 @@ class GlueRegistry:
         return client
 
     def _fetch(self, version_id: str, label: str) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            from botocore.exceptions import BotoCoreError, ClientError
+        except ImportError:  # the Lambda runtime ships boto3; elsewhere it is the `aws` extra
+            raise RecordError(f"{label} needs boto3 for AWS Glue: pip install 'influx-sink[aws]'", "config") from None
 
         try:
             resp: dict[str, Any] = self._client().get_schema_version(SchemaVersionId=version_id)
