@@ -235,8 +235,8 @@ def report(info: dict[str, str], warm_res: dict[str, dict[str, Any]], stage_res:
             f"{_met(hi / bi <= COLD_TARGET)} |",
             "", f"In-process split: import handler.app {ms(med(cold_res['handler_import']))}, first call "
             f"(settings, KCQL, plan, connect, write) {ms(med(cold_res['handler_first_call']))}. Heavy modules "
-            f"imported on this path: {', '.join(sorted(cold_res['heavy'])) or 'none'} (of boto3, botocore, fastavro, "
-            "influxdb_client, urllib3, kafka).", ""]
+            f"imported on this path: {', '.join(sorted(cold_res['heavy'])) or 'none'} (of boto3, botocore.client, "
+            "fastavro, influxdb_client, urllib3, kafka).", ""]
     out += ["### 3. Peak memory (max RSS of the process that handled the batches)", "",
             "A fresh process parses each event from JSON (as the Lambda runtime does) and handles it; three "
             "10,000-record batches, the first one cold.", "",

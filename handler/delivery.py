@@ -161,8 +161,11 @@ class _Batch:
         extend, extend_owner = lines.extend, owner.extend
         for i in range(start, stop):
             rec = records[i]
-            try:
-                ls = _lines_of(rec, points_of)
+            try:  # _lines_of, inlined: this loop runs once per record
+                ls = [encode(p) for p in points_of(rec)]
+                for line in ls:
+                    if not line.isascii():
+                        line.encode("utf-8")
             except (RecordError, UnicodeEncodeError) as err:
                 self.failures.append(_record_failure(rec, err))
                 self.failed.add(i)
@@ -223,11 +226,12 @@ def _map_and_write(batch: _Batch, session: WriteSession, chunk: int, incremental
     n = len(batch.records)
     pipeline: Pipeline | None = None
     sent = 0  # lines handed to the writer so far
-    step = max(1, chunk)  # records mapped between looks at the line count (records have >= 0 lines)
     i = 0
     try:
         while i < n:
-            stop = min(n, i + max(1, min(step, chunk - (len(batch.lines) - sent))))
+            # Map just enough records to fill the chunk (a record has 0, 1 or more lines); after a
+            # batch error nothing more is sent, but every record is still mapped for its own failure.
+            stop = n if session.failed else min(n, i + max(1, chunk - (len(batch.lines) - sent)))
             batch.map(i, stop, incremental_cut)
             i = stop
             while len(batch.lines) - sent >= chunk and not session.failed:
