@@ -336,15 +336,18 @@ class Pipeline:
     """Runs a ``WriteSession`` on a thread of its own: chunks are written in the order submitted,
     one request at a time on the writer's one connection, while the caller prepares the next.
 
-    ``submit`` blocks while ``depth`` chunks are already waiting, which bounds memory. After a
-    batch error the thread drops what is still submitted (the session is ``failed``).
-    ``finish`` waits for the writes and re-raises, on the caller's thread, anything unexpected
-    the writer thread raised.
+    ``submit`` never waits: the caller keeps mapping at full speed even while the writer sleeps
+    before a retry, so a batch error under RETRY still ends at the deadline, as without the
+    thread (a bounded queue would hold the mapping back until the writer gave up, and the rest
+    of the batch would then be mapped after the deadline). What waits in the queue is at most the
+    batch's request bodies, about the size of its line protocol. After a batch error the thread
+    drops what is still submitted (the session is ``failed``). ``finish`` waits for the writes
+    and re-raises, on the caller's thread, anything unexpected the writer thread raised.
     """
 
-    def __init__(self, session: WriteSession, depth: int = 1) -> None:
+    def __init__(self, session: WriteSession) -> None:
         self.session = session
-        self._queue: queue.Queue[tuple[int, int, bytes | None] | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.SimpleQueue[tuple[int, int, bytes | None] | None] = queue.SimpleQueue()
         self._raised: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="influx-sink-writer", daemon=True)
         self._thread.start()
@@ -362,7 +365,7 @@ class Pipeline:
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             if self._raised is not None:
-                continue  # keep draining so that submit() never blocks for ever
+                continue  # drop the rest: finish() re-raises
             try:
                 self.session.write_chunk(*item)
             except BaseException as err:
