@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import local_influxdb  # noqa: E402
 import workload  # noqa: E402
-from registry import Registry  # noqa: E402
+from local_registry import RegistryServer as Registry  # noqa: E402
+from local_registry import start as start_registry  # noqa: E402
 
 PY = sys.executable
 HANDLER_TARGET = 1.3  # × floor
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {info}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="influx-sink-bench-"))
     server = local_influxdb.start(str(tmp / "influxd"))
-    registry = Registry({workload.SCHEMA_ID: workload.AVRO_SCHEMA})
+    registry = start_registry({workload.SCHEMA_ID: json.dumps(workload.AVRO_SCHEMA)})
     try:
         warm_res: dict[str, dict[str, Any]] = {}
         mem: dict[str, dict[str, Any]] = {}
