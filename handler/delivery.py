@@ -38,7 +38,6 @@ from typing import Any
 
 from handler.errors import BatchFailed, Failure, RecordError, WriteError
 from handler.influx import LineWriter, Pipeline, WriteReport, WriteSession
-from handler.lineproto import encode
 from handler.mapping import Plan
 from handler.records import KafkaRecord
 
@@ -71,10 +70,10 @@ def _failure(record: KafkaRecord, reason: str, kind: str) -> Failure:
     return Failure(record.topic, record.partition, record.offset, reason, kind)
 
 
-def _lines_of(record: KafkaRecord, points_of: Any) -> list[str]:
+def _lines_of(record: KafkaRecord, lines_of: Any) -> list[str]:
     """The record's lines; RecordError (or UnicodeEncodeError: a lone surrogate from a JSON escape,
     which UTF-8 cannot carry) when it cannot be written. Only non-ASCII lines need the check."""
-    lines = [encode(p) for p in points_of(record)]
+    lines: list[str] = lines_of(record)
     for line in lines:
         if not line.isascii():
             line.encode("utf-8")
@@ -92,10 +91,10 @@ def map_records(records: Sequence[KafkaRecord], plan: Plan,
     """Lines per record (None where the record failed; the failure is appended). For the CLI's dry run."""
     out: list[list[str] | None] = []
     append = out.append
-    points_of = plan.points
+    lines_of = plan.lines
     for rec in records:
         try:
-            append(_lines_of(rec, points_of))
+            append(_lines_of(rec, lines_of))
         except (RecordError, UnicodeEncodeError) as err:
             failures.append(_record_failure(rec, err))
             append(None)
@@ -157,12 +156,12 @@ class _Batch:
         """Map records ``start..stop``; with ``incremental_cut`` (RETRY, ascending offsets) a
         partition's records after its first failure are mapped but not queued for writing."""
         records, lines, owner, cut = self.records, self.lines, self.owner, self.cut
-        points_of = self.plan.points
+        lines_of = self.plan.lines
         extend, extend_owner = lines.extend, owner.extend
         for i in range(start, stop):
             rec = records[i]
             try:  # _lines_of, inlined: this loop runs once per record
-                ls = [encode(p) for p in points_of(rec)]
+                ls = lines_of(rec)
                 for line in ls:
                     if not line.isascii():
                         line.encode("utf-8")

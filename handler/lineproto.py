@@ -37,10 +37,22 @@ Each name is checked and escaped once and cached: the same names recur on every 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from handler.errors import RecordError
-from handler.mapping import Point
+
+
+class Point(NamedTuple):
+    """One InfluxDB point. ``tags`` is sorted by key; field values are bool/int/float/str.
+
+    Also importable from ``handler.mapping`` (``Plan.points`` builds them); defined here so
+    that the mapping stage can use this module's escaping without an import cycle.
+    """
+
+    measurement: str
+    tags: list[tuple[str, str]]
+    fields: dict[str, Any]
+    time_ns: int
 
 _MEAS_ESC = str.maketrans({",": "\\,", " ": "\\ "})
 _TAG_ESC = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\="})
@@ -58,6 +70,7 @@ _CACHE_LIMIT = 50_000
 _meas_cache: dict[str, str] = {}
 _tag_cache: dict[str, str] = {}
 _field_key_cache: dict[str, str] = {}
+FIELD_KEY_EQ: dict[str, str] = {}  # field key → its escaped text followed by "=" (the fused path's look-up)
 
 
 def _describe(match: re.Match[str]) -> str:
@@ -134,7 +147,19 @@ def field_value(value: Any) -> str:
     raise RecordError(f"cannot encode a {t.__name__} field", "encode")  # mapping never yields one
 
 
-def _tag_pair(key: str, value: str) -> str:
+def field_key_eq(key: str) -> str:
+    """``escaped_key=``, cached: what precedes a field's value on the line."""
+    out = FIELD_KEY_EQ.get(key)
+    if out is None:
+        out = (_field_key_cache.get(key) or escape_field_key(key)) + "="
+        if len(FIELD_KEY_EQ) >= _CACHE_LIMIT:
+            FIELD_KEY_EQ.clear()
+        FIELD_KEY_EQ[key] = out
+    return out
+
+
+def tag_pair(key: str, value: str) -> str:
+    """``,escaped_key=escaped_value``; RecordError naming the part that cannot be carried."""
     k = _tag_cache.get(key)
     if k is None:
         k = escape_key(key, "tag key")
@@ -144,14 +169,25 @@ def _tag_pair(key: str, value: str) -> str:
     return f",{k}={v}"
 
 
+_tag_pair = tag_pair
+
+
+def fields_text(fields: dict[str, Any]) -> str:
+    """The field set: ``k=v`` pairs joined by commas, in the dict's order."""
+    keq = FIELD_KEY_EQ
+    return ",".join([f"{keq.get(k) or field_key_eq(k)}{field_value(v)}" for k, v in fields.items()])
+
+
 def encode(point: Point) -> str:
-    """One line, without the trailing newline. Raises RecordError for what cannot be carried."""
+    """One line, without the trailing newline. Raises RecordError for what cannot be carried.
+
+    The reference encoder: ``Plan.lines`` (the delivery stage's fused path) must give the same
+    text, and falls back to this one to name the exact problem of a record that fails.
+    """
     measurement, tags, fields, time_ns = point
     head = _meas_cache.get(measurement)
     if head is None:
         head = escape_measurement(measurement)
     if tags:
         head += "".join([_tag_pair(k, v) for k, v in tags])
-    fk = _field_key_cache
-    body = ",".join([f"{fk.get(k) or escape_field_key(k)}={field_value(v)}" for k, v in fields.items()])
-    return f"{head} {body} {time_ns}"
+    return f"{head} {fields_text(fields)} {time_ns}"

@@ -8,7 +8,6 @@ record's coordinates).
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import logging
 import math
@@ -16,16 +15,18 @@ import re
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 from handler.decode import Decoder
 from handler.errors import RecordError
-from handler.records import KafkaRecord
+from handler.lineproto import Point, encode, escape_measurement, field_key_eq, fields_text, tag_pair
+from handler.records import MISSING, KafkaRecord
 from kcql import ConstantTag, KcqlError, Path, PathTag, SelectField, Source, Statement, TimeUnit
 
 log = logging.getLogger(__name__)
 
-MISSING: Any = object()
+__all__ = ["MISSING", "CompiledStatement", "Context", "Plan", "Point", "Stats", "compile_plan"]
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # InfluxDB stores times from 1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z.
 TIME_MIN_NS, TIME_MAX_NS = -9223372036854775806, 9223372036854775806
@@ -33,15 +34,6 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _ISO_RE = re.compile(
     r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|z|[+-]\d{2}(?::?\d{2})?)$")
 _DIGITS_RE = re.compile(r"[+-]?\d+$")
-
-
-class Point(NamedTuple):
-    """One InfluxDB point. ``tags`` is sorted by key; field values are bool/int/float/str."""
-
-    measurement: str
-    tags: list[tuple[str, str]]
-    fields: dict[str, Any]
-    time_ns: int
 
 
 class Context:
@@ -64,33 +56,14 @@ class Context:
         return self._key
 
     def header(self, name: str) -> Any:
-        """One header as text (MISSING when absent). Only the headers a statement names are
-        decoded, so an unrelated binary header never fails the record."""
+        """One header as text (MISSING when absent, None when null), decoded once per record."""
         cache = self._headers
         if cache is None:
             cache = self._headers = {}
         value = cache.get(name, MISSING)
         if value is MISSING:
-            value = cache[name] = header_text(self.record.raw_headers, name)
+            value = cache[name] = self.record.header(name)
         return value
-
-
-def header_text(raw_headers: Any, name: str) -> Any:
-    """The first header called ``name`` decoded as UTF-8; the event source sends each header as
-    a list of Java signed bytes (-128..127). MISSING when absent, None when its value is null."""
-    for entry in raw_headers or ():
-        data = entry.get(name, MISSING) if type(entry) is dict else MISSING
-        if data is MISSING:
-            continue
-        if data is None:
-            return None
-        try:
-            raw = bytes(b & 0xFF for b in data) if isinstance(data, list) else (
-                base64.b64decode(data, validate=True) if isinstance(data, str) else bytes(data))
-            return raw.decode("utf-8")
-        except (UnicodeDecodeError, ValueError, TypeError) as err:
-            raise RecordError(f"header {name!r} is not UTF-8 text ({err})", "decode") from None
-    return MISSING
 
 
 class Stats:
@@ -464,6 +437,7 @@ class CompiledStatement:
         else:
             self.time = _timestamp_reader(statement.timestamp, statement.timestamp_unit)
         self.uses_key = _uses(statement, Source.KEY)
+        self.line: Callable[[Context], str] = _compile_line(self, statement, ignored_value | aliased[Source.VALUE])
 
     def point(self, ctx: Context) -> Point:
         self.state.stats = ctx.stats
@@ -491,6 +465,233 @@ class CompiledStatement:
         return Point(measurement, tags, fields, self.time(ctx))
 
 
+# ---------------------------------------------------------------- fused: record → line text
+
+FieldsText = Callable[[Context], "str | None"]
+_KEY_CACHE_LIMIT = 10_000  # per statement: distinct field names (and tag values per tag)
+
+
+def _fast_star_fields(skip: frozenset[str], bail: frozenset[str]) -> FieldsText:
+    """``SELECT *`` over the value: each field formatted as it is read. None where the general
+    path must decide (not an object, a nested object or array, a rarer type, a field named
+    ``time``, an IGNOREd path below a top-level name); RecordError for an error (the caller
+    then lets the reference path name it)."""
+    keys: dict[str, str] = {}  # field name → its escaped "key=" text, or "" when it is left out
+    lo, hi = INT64_MIN, INT64_MAX
+
+    def learn(k: str) -> str | None:
+        if k in skip:
+            out = ""
+        elif k in bail or k == "time":
+            return None
+        else:
+            out = field_key_eq(k)  # RecordError for a name line protocol cannot carry
+        if len(keys) >= _KEY_CACHE_LIMIT:
+            keys.clear()
+        keys[k] = out
+        return out
+
+    def fields(ctx: Context) -> str | None:
+        value = ctx.value
+        if type(value) is not dict:
+            return None
+        parts: list[str] = []
+        append = parts.append
+        known = keys.get
+        non_finite = 0
+        for k, v in value.items():
+            ke = known(k)
+            if ke is None:
+                ke = learn(k)
+                if ke is None:
+                    return None
+            if not ke:
+                continue
+            t = type(v)
+            if t is float:
+                if v - v == 0.0:  # finite: inf - inf and nan - nan are nan
+                    append(ke + repr(v))
+                else:
+                    non_finite += 1
+            elif t is str:
+                if "\\" in v or '"' in v:
+                    v = v.replace("\\", "\\\\").replace('"', '\\"')
+                append(f'{ke}"{v}"')
+            elif t is int:
+                if not lo <= v <= hi:
+                    raise RecordError("integer outside int64")
+                append(f"{ke}{v}i")
+            elif t is bool:
+                append(ke + ("true" if v else "false"))
+            elif v is not None:
+                return None
+        if non_finite:
+            ctx.stats.non_finite += non_finite
+        return ",".join(parts)
+
+    return fields
+
+
+def _fast_explicit_fields(selected: list[tuple[Getter, str]]) -> FieldsText:
+    """Explicit fields with distinct names: like ``_fast_star_fields``, for named paths."""
+    getters = tuple(selected)
+    lo, hi = INT64_MIN, INT64_MAX
+
+    def fields(ctx: Context) -> str | None:
+        parts: list[str] = []
+        append = parts.append
+        non_finite = 0
+        for get, name in getters:
+            v = get(ctx)
+            t = type(v)
+            if t is float:
+                if v - v == 0.0:
+                    append(field_key_eq(name) + repr(v))
+                else:
+                    non_finite += 1
+            elif t is str:
+                if "\\" in v or '"' in v:
+                    v = v.replace("\\", "\\\\").replace('"', '\\"')
+                append(f'{field_key_eq(name)}"{v}"')
+            elif t is int:
+                if not lo <= v <= hi:
+                    raise RecordError("integer outside int64")
+                append(f"{field_key_eq(name)}{v}i")
+            elif t is bool:
+                append(field_key_eq(name) + ("true" if v else "false"))
+            elif v is not None:  # MISSING (an error), objects, arrays, rarer types
+                return None
+        if non_finite:
+            ctx.stats.non_finite += non_finite
+        return ",".join(parts)
+
+    return fields
+
+
+def _general_fields(c: CompiledStatement) -> FieldsText:
+    """Any selection: the reference writers fill a dict (flattening, IGNORE, duplicates), then
+    the dict is formatted."""
+    writers, state = c.writers, c.state
+
+    def fields(ctx: Context) -> str:
+        state.stats = ctx.stats
+        found: dict[str, Any] = {}
+        for write in writers:
+            write(ctx, found)
+        return fields_text(found)
+
+    return fields
+
+
+def _top_level(path: Path | None) -> str | None:
+    """The name when ``path`` is one name at the top of the value (read inline by the fused path)."""
+    if path is not None and path.source is Source.VALUE and len(path.segments) == 1:
+        return path.segments[0]
+    return None
+
+
+# One tag of the fused path: constant ",k=v" text, or (top-level name, getter, tag name, pair cache).
+TagStep = tuple[str | None, str | None, Getter | None, str, dict[str, str]]
+
+
+def _tag_steps(c: CompiledStatement) -> tuple[TagStep, ...] | RecordError:
+    """The tags in key order; a RecordError when a constant tag can never be written."""
+    steps: list[TagStep] = []
+    for name, const, reader in c.tag_plan:
+        if reader is None:
+            try:
+                steps.append((tag_pair(name, str(const)), None, None, name, {}))
+            except RecordError as err:  # fails every record: the reference path reports it
+                return err
+        else:
+            tag = next(t for t in c.statement.tags if t.name == name)
+            assert isinstance(tag, PathTag)
+            steps.append((None, _top_level(tag.path), compile_getter(tag.path), name, {}))
+    return tuple(steps)
+
+
+def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozenset[tuple[str, ...]]) -> \
+        Callable[[Context], str]:
+    """The statement as one function: record context → its line, built as it is read.
+
+    On any RecordError the caller (``Plan.lines``) maps the record again with the reference path
+    (``CompiledStatement.point`` + ``lineproto.encode``), so a failing record is reported with
+    exactly the reason and kind that path gives; this function only has to be exact on success.
+    """
+    general = _general_fields(c)
+    fast: FieldsText | None = None
+    sel = [f for f in statement.fields if not (not f.wildcard and f.name == "time")]
+    if len(sel) == 1 and sel[0].wildcard and sel[0].path.source is Source.VALUE and not sel[0].path.segments:
+        skip = frozenset(p[0] for p in star_skip if len(p) == 1)
+        bail = frozenset(p[0] for p in star_skip if len(p) > 1)
+        fast = _fast_star_fields(skip, bail - skip)
+    elif sel and not any(f.wildcard for f in sel) and len({f.name for f in sel}) == len(sel):
+        fast = _fast_explicit_fields([(compile_getter(f.path), f.name) for f in sel])
+    steps = _tag_steps(c)
+    if isinstance(steps, RecordError):
+        problem = steps
+
+        def never(_ctx: Context) -> str:
+            raise problem
+
+        return never
+    static_tags = "".join(s[0] for s in steps if s[0] is not None) if all(s[0] for s in steps) else None
+    measurement = c.measurement
+    try:
+        static_head: str | None = escape_measurement(measurement)
+    except RecordError:
+        static_head = None
+    target, time_of = c.target, c.time
+    ts_name = _top_level(statement.timestamp)
+    factor = (statement.timestamp_unit or TimeUnit.MILLISECONDS).nanos
+    t_lo, t_hi = TIME_MIN_NS, TIME_MAX_NS
+
+    def line(ctx: Context) -> str:
+        text = fast(ctx) if fast is not None else None
+        if text is None:
+            text = general(ctx)
+        if not text:
+            raise RecordError("no fields")
+        value = ctx.value
+        obj = type(value) is dict
+        if static_tags is not None:
+            tags = static_tags
+        else:
+            tags = ""
+            for const, top, get, name, cache in steps:
+                if const is not None:
+                    tags += const
+                    continue
+                v = get(ctx) if top is None else value.get(top, MISSING) if obj else MISSING  # type: ignore[misc]
+                if type(v) is str:
+                    pair = cache.get(v)
+                    if pair is None:
+                        if not v:
+                            continue
+                        pair = tag_pair(name, v)
+                        if len(cache) >= _KEY_CACHE_LIMIT:
+                            cache.clear()
+                        cache[v] = pair
+                else:
+                    tv = tag_text(v)
+                    if tv is None:
+                        continue
+                    pair = cache.get(tv) or tag_pair(name, tv)
+                tags += pair
+        head = static_head
+        if target is not None:
+            found = target(ctx)
+            if found is not MISSING and found is not None:
+                head = escape_measurement(tag_text(found) or measurement)
+        if head is None:
+            head = escape_measurement(measurement)
+        if ts_name is not None and obj and type(ts := value.get(ts_name)) is int and t_lo <= ts * factor <= t_hi:
+            return f"{head}{tags} {text} {ts * factor}"
+        return f"{head}{tags} {text} {time_of(ctx)}"
+
+    return line
+
+
 def _uses(statement: Statement, source: Source) -> bool:
     paths: list[Path] = [f.path for f in statement.fields]
     paths += [t.path for t in statement.tags if isinstance(t, PathTag)]
@@ -513,18 +714,41 @@ class Plan:
     def topics(self) -> list[str]:
         return list(self.by_topic)
 
-    def points(self, record: KafkaRecord) -> list[Point]:
-        """The record's points (one per statement of its topic); [] for a tombstone."""
+    def _statements(self, record: KafkaRecord) -> tuple[CompiledStatement, ...]:
         compiled = self.by_topic.get(record.topic)
         if compiled is None:
             raise RecordError(f"no KCQL statement reads topic {record.topic!r} (statements read: "
                               f"{', '.join(sorted(self.by_topic))})", "config")
+        return compiled
+
+    def points(self, record: KafkaRecord) -> list[Point]:
+        """The record's points (one per statement of its topic); [] for a tombstone."""
+        compiled = self._statements(record)
         value = self.decoder.value(record)
         if value is None:
             self.stats.tombstones += 1
             return []
         ctx = Context(record, value, self.decoder, self.stats)
         return [c.point(ctx) for c in compiled]
+
+    def lines(self, record: KafkaRecord) -> list[str]:
+        """The record's lines of line protocol: exactly ``[encode(p) for p in points(record)]``
+        (same text, same RecordError), computed by each statement's fused function; a record that
+        fails there is mapped again by the reference path, which names its problem."""
+        compiled = self._statements(record)
+        value = self.decoder.value(record)
+        if value is None:
+            self.stats.tombstones += 1
+            return []
+        stats = self.stats
+        ctx = Context(record, value, self.decoder, stats)
+        non_finite = stats.non_finite
+        try:
+            return [c.line(ctx) for c in compiled]
+        except RecordError:
+            stats.non_finite = non_finite
+            points = [c.point(ctx) for c in compiled]  # every statement mapped before any is encoded
+            return [encode(p) for p in points]
 
 
 def compile_plan(statements: tuple[Statement, ...], decoder: Decoder | None = None) -> Plan:

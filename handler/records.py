@@ -14,6 +14,8 @@ from handler.errors import RecordError
 
 _a2b_base64 = binascii.a2b_base64
 
+MISSING: Any = object()  # "no such header / path", distinct from a null (None)
+
 EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
 
 
@@ -66,20 +68,29 @@ class KafkaRecord:
     def key_bytes(self) -> bytes | None:
         return _b64(self.key_b64, "key")
 
-    def headers(self) -> dict[str, str]:
-        """Headers decoded as UTF-8 (Java signed bytes allowed); the first of a repeated name wins."""
-        out: dict[str, str] = {}
+    def header(self, name: str) -> Any:
+        """The first header called ``name`` decoded as UTF-8: MISSING when absent, None when its
+        value is null. The event source sends each header as a list of Java signed bytes
+        (-128..127); base64 text and bytes are accepted too. Only the headers a statement names
+        are decoded, so an unrelated binary header never fails the record."""
         for entry in self.raw_headers or ():
-            for name, data in entry.items():
-                if name in out:
-                    continue
-                try:
-                    raw = bytes(b & 0xFF for b in data) if isinstance(data, list) else (
-                        base64.b64decode(data) if isinstance(data, str) else bytes(data))
-                    out[name] = raw.decode("utf-8")
-                except (UnicodeDecodeError, ValueError, TypeError) as err:
-                    raise RecordError(f"header {name!r} is not UTF-8 text: {err}", "decode") from None
-        return out
+            data = entry.get(name, MISSING) if type(entry) is dict else MISSING
+            if data is MISSING:
+                continue
+            if data is None:
+                return None
+            try:
+                raw = bytes(b & 0xFF for b in data) if isinstance(data, list) else (
+                    base64.b64decode(data, validate=True) if isinstance(data, str) else bytes(data))
+                return raw.decode("utf-8")
+            except (UnicodeDecodeError, ValueError, TypeError) as err:
+                raise RecordError(f"header {name!r} is not UTF-8 text ({err})", "decode") from None
+        return MISSING
+
+    def headers(self) -> dict[str, str | None]:
+        """Every header decoded as ``header(name)`` does (the first of a repeated name wins)."""
+        names = dict.fromkeys(name for entry in self.raw_headers or () if type(entry) is dict for name in entry)
+        return {name: self.header(name) for name in names}
 
     def __repr__(self) -> str:
         return f"KafkaRecord({self.topic!r}, {self.partition}, {self.offset})"

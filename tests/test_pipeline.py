@@ -54,20 +54,20 @@ def watch(rt: Runtime, hold_at: int | None = None) -> list[int]:
     mapped = [0]
     seen: list[int] = []
     sent = threading.Event()
-    points, post = rt.plan.points, rt.writer.target.post
+    lines, post = rt.plan.lines, rt.writer.target.post
 
-    def counting_points(record: Any) -> Any:
+    def counting_lines(record: Any) -> Any:
         mapped[0] += 1
         if mapped[0] == hold_at:
             sent.wait(10)
-        return points(record)
+        return lines(record)
 
     def watching_post(*args: Any, **kw: Any) -> Any:
         seen.append(mapped[0])
         sent.set()
         return post(*args, **kw)
 
-    rt.plan.points = counting_points  # type: ignore[method-assign]
+    rt.plan.lines = counting_lines  # type: ignore[method-assign]
     rt.writer.target.post = watching_post  # type: ignore[method-assign]
     return seen
 

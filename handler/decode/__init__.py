@@ -20,7 +20,9 @@ imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~25
 
 from __future__ import annotations
 
+import binascii
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from handler.errors import ConfigError, RecordError
@@ -31,8 +33,38 @@ if TYPE_CHECKING:
     from handler.decode.registry import ConfluentRegistry, GlueRegistry
     from handler.settings import Settings
 
-_json_loads = json.loads
+_std_loads = json.loads
+_a2b_base64 = binascii.a2b_base64
 _FRAMED = (b"\x00", b"\x03")
+_fast_decode: Callable[[bytes], Any] | None = None
+
+
+def _load_fast() -> Callable[[bytes], Any]:
+    """msgspec's JSON decoder (imported on the first JSON payload, ~5 ms); ``json.loads`` if absent."""
+    global _fast_decode
+    try:
+        import msgspec.json
+    except ImportError:  # pragma: no cover - a runtime dependency; json alone still gives the same values
+        _fast_decode = _std_loads
+    else:
+        _fast_decode = msgspec.json.Decoder().decode
+    return _fast_decode
+
+
+def _json_loads(data: bytes) -> Any:
+    """``json.loads(data)``: the same value, or the same error, ~2.5 × faster.
+
+    msgspec decodes what it accepts exactly as ``json`` does (integers of any size stay exact
+    ints, the last of duplicate keys wins at the first one's position, floats correctly rounded);
+    what it refuses and ``json`` accepts (``NaN``/``Infinity``, ``1e400``, lone surrogates as
+    escapes or as UTF-8-encoded surrogates, a BOM, UTF-16/32) and every malformed document go
+    to ``json.loads``, which gives its value or its error (tests/test_fast_path_decode.py).
+    """
+    fast = _fast_decode or _load_fast()
+    try:
+        return fast(data)
+    except (ValueError, RecursionError):  # msgspec.DecodeError, ValidationError, UnicodeDecodeError; nesting
+        return _std_loads(data)
 
 
 class Decoder:
@@ -51,6 +83,9 @@ class Decoder:
         self._glue: GlueRegistry | None = None
         self.value_schema = _setting_schema(value_schema, "connect.influx.value.avro.schema")
         self.key_schema = _setting_schema(key_schema, "connect.influx.key.avro.schema")
+        # ``auto`` with no unframed-Avro schema: a value without event-source metadata that is not
+        # framed Avro is JSON (the common case, taken straight in ``value``).
+        self._plain_json_value = value_kind == "auto" and self.value_schema is None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Decoder:
@@ -65,9 +100,22 @@ class Decoder:
 
     def value(self, record: KafkaRecord) -> Any:
         """The decoded value, or None for a tombstone."""
-        data = record.value_bytes()
-        if data is None:
+        text = record.value_b64  # KafkaRecord.value_bytes, inlined: this runs once per record
+        if text is None:
             return None
+        try:
+            data = _a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError) as err:
+            raise RecordError(f"value is not valid base64: {err}", "decode") from None
+        if self._plain_json_value and record.value_schema is None and data[:1] not in _FRAMED:
+            # decode()'s ``auto`` branch for plain JSON, without walking its other branches
+            try:
+                doc = _json_loads(data)
+            except ValueError as err:
+                raise RecordError(f"value is not valid JSON: {err}", "decode") from None
+            if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
+                return _unwrap(doc, "value")
+            return doc
         return self.decode(data, self.value_kind, "value", record.value_schema, self.value_schema)
 
     def key(self, record: KafkaRecord) -> Any:

@@ -1,0 +1,114 @@
+"""Issue 8: the fused path (``Plan.lines``) gives exactly what the reference path gives.
+
+``Plan.lines(record)`` maps and encodes in one function per statement; the reference is
+``[lineproto.encode(p) for p in Plan.points(record)]``. For every statement shape below and
+random records (odd names, escapes, non-finite floats, integers beyond int64, nested objects,
+arrays, nulls, ``time`` fields, lone surrogates), both give the same lines, or both fail with
+the same RecordError (reason and kind), and count the same left-out values. Pure mapping: no
+InfluxDB needed (the round trip through InfluxDB is tests/test_lineproto.py's, via the handler).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from handler.errors import RecordError
+from handler.eventgen import Rec, record_json
+from handler.lineproto import encode
+from handler.mapping import Plan
+from handler.records import KafkaRecord, parse_event
+from kcql import parse
+
+STATEMENTS = [
+    "INSERT INTO m SELECT * FROM t",
+    "INSERT INTO m SELECT * FROM t WITHTIMESTAMP ts",
+    "INSERT INTO m SELECT * FROM t IGNORE a, b.c WITHTAG(a, b.c AS bc) WITHTIMESTAMP ts",
+    "INSERT INTO m SELECT *, a AS z FROM t WITHTAG(k='v v', z=1, x)",
+    "INSERT INTO m SELECT *, a FROM t WITHTAG(_header.h, _key)",
+    "INSERT INTO m SELECT * FROM t IGNORE time, x",
+    "INSERT INTO m SELECT a, b AS c, time FROM t WITHTIMESTAMP ts TIMESTAMPUNIT=MICROSECONDS",
+    "INSERT INTO m SELECT a, b, a AS time FROM t WITHTAG(b)",
+    "INSERT INTO m SELECT a AS b_c, b FROM t",
+    "INSERT INTO m SELECT a, b.c, _key.k AS kk, _header.h AS hh, _topic, _offset FROM t WITHTAG(ts)",
+    "INSERT INTO m SELECT b.* FROM t IGNORE b.c WITHTAG(a)",
+    "INSERT INTO m SELECT _key.* FROM t",
+    "INSERT INTO m SELECT * FROM t WITHTARGET=a WITHTAG(x)",
+    "INSERT INTO `a b,c` SELECT * FROM t WITHTAG(`a b`='c,d')",
+    "INSERT INTO `#m` SELECT * FROM t",
+    "INSERT INTO `m\\` SELECT a FROM t",
+    "INSERT INTO m SELECT * FROM t WITHTAG(`x\\`=1)",
+    "INSERT INTO m SELECT a FROM t; INSERT INTO n SELECT * FROM t IGNORE a WITHTAG(a)",
+]
+
+NAMES = ["a", "b", "c", "x", "ts", "time", "", " ", "a b", "a,b", "a=b", 'q"', "back\\", "\\ x", "new\nline",
+         "#h", "\t", "\x00", "é", "\ud800"]
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 0, 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=st.sampled_from(list('ab ,="\\\n\té\ud800x1')), max_size=6),
+    st.sampled_from(["", "2024-01-02T03:04:05.123456789Z", "1700000000000", "x"]),
+)
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(NAMES), inner, max_size=3)), max_leaves=8)
+documents = st.dictionaries(st.sampled_from(NAMES), values, max_size=7)
+
+
+def record(value: Any, key: Any, header: bytes | None) -> KafkaRecord:
+    rec = Rec("t", 0, 7, None if value is None else json.dumps(value).encode(),
+              None if key is None else json.dumps(key).encode(),
+              headers=[] if header is None else [("h", header)], timestamp=1_700_000_000_123)
+    (parsed,) = parse_event({"eventSource": "aws:kafka", "records": {"t-0": [record_json(rec)]}})
+    return parsed
+
+
+def outcome(plan: Plan, rec: KafkaRecord, fused: bool, sys_time: bool) -> tuple[Any, ...]:
+    try:
+        lines = plan.lines(rec) if fused else [encode(p) for p in plan.points(rec)]
+    except RecordError as err:
+        return ("error", err.reason, err.kind, plan.stats.non_finite)
+    if sys_time:  # processing time differs between the two calls: compare the rest of the line
+        lines = [line.rsplit(" ", 1)[0] for line in lines]
+    return ("lines", lines, plan.stats.non_finite, plan.stats.tombstones)
+
+
+@pytest.mark.parametrize("kcql", STATEMENTS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=st.one_of(documents, values), key=st.one_of(st.none(), documents, scalars),
+       header=st.sampled_from([None, b"hv", b"a b", b"\xff", b""]))
+def test_fused_lines_equal_the_reference(kcql: str, doc: Any, key: Any, header: bytes | None) -> None:
+    logging.getLogger("handler.mapping").setLevel(logging.ERROR)
+    statements = parse(kcql)
+    sys_time = any(s.timestamp is None for s in statements)
+    rec = record(doc, key, header)
+    fused, reference = Plan(statements), Plan(statements)
+    assert outcome(fused, rec, True, sys_time) == outcome(reference, rec, False, sys_time)
+
+
+def test_a_flat_record_takes_the_fused_path_and_matches() -> None:
+    plan = Plan(parse("INSERT INTO sensors SELECT * FROM t IGNORE device, ts WITHTIMESTAMP ts WITHTAG(device, k=v)"))
+    doc = {"device": "d 1", "ts": 1_700_000_000_000, "t": 1.5, "n": 3, "ok": True, "s": 'a"b\\', "nan": float("nan"),
+           "null": None}
+    rec = record(doc, None, None)
+    assert plan.lines(rec) == ['sensors,device=d\\ 1,k=v t=1.5,n=3i,ok=true,s="a\\"b\\\\" 1700000000000000000']
+    assert plan.stats.non_finite == 1
+    assert [encode(p) for p in plan.points(rec)] == plan.lines(rec)
+
+
+def test_a_failing_record_is_named_by_the_reference_path_and_counts_once() -> None:
+    plan = Plan(parse("INSERT INTO m SELECT * FROM t WITHTIMESTAMP ts"))
+    with pytest.raises(RecordError) as info:
+        plan.lines(record({"v": float("inf"), "big": 2**63, "ts": 1}, None, None))
+    assert (info.value.reason, info.value.kind) == ("field 'big': integer 9223372036854775808 is outside int64",
+                                                    "mapping")
+    assert plan.stats.non_finite == 1  # counted by the reference path, not twice
+    with pytest.raises(RecordError) as info:
+        plan.lines(record({"bad\n": 1, "ts": 1}, None, None))
+    assert (info.value.kind, info.value.reason.split(" cannot")[0]) == ("encode", "field key 'bad\\n'")
