@@ -4,8 +4,9 @@
 
 Stages are timed without a profiler (median of 7, each stage on its own over the whole batch,
 garbage collector paused as it is not in the way of any one stage in particular):
-parse_event, the decoder alone, decoder + mapping (``Plan.points``), encoding, the request
-bodies, and the whole handler. With TREE.txt, pyinstrument's tree of one more handler call
+parse_event, the decoder alone, decoder + fused mapping and encoding (``Plan.lines``, what the
+handler runs), the reference path for comparison (``Plan.points``, then ``lineproto.encode``),
+the request bodies, and the whole handler. With TREE.txt, pyinstrument's tree of one more handler call
 goes there too (a sampling profiler's own overhead inflates the many small calls: read it for
 proportions, the stage table for times).
 """
@@ -51,8 +52,11 @@ def main() -> int:
     event = workload.make_event(kind, 901)[0]
     t_parse, records = timed(lambda: parse_event(event))
     t_decode, _ = timed(lambda: [plan.decoder.value(r) for r in records])
+    t_lines, lines = timed(lambda: [line for r in records for line in plan.lines(r)])
     t_points, points = timed(lambda: [p for r in records for p in plan.points(r)])
-    t_encode, lines = timed(lambda: [encode(p) for p in points])
+    t_encode, ref_lines = timed(lambda: [encode(p) for p in points])
+    if ref_lines != lines:
+        raise SystemExit("Plan.lines and the reference path disagree")
     t_body, _ = timed(lambda: ("\n".join(lines) + "\n").encode())
     handler_times = []
     for rep in range(7):
@@ -62,7 +66,8 @@ def main() -> int:
         app.lambda_handler(ev, Context())
         handler_times.append(time.perf_counter() - t0)
     Path(stages_out).write_text(json.dumps({
-        "parse_event": t_parse, "decode": t_decode, "map": t_points - t_decode, "encode": t_encode,
+        "parse_event": t_parse, "decode": t_decode, "lines": t_lines - t_decode,
+        "map": t_points - t_decode, "encode": t_encode,
         "bodies": t_body, "handler": statistics.median(handler_times)}))
     if tree_out:
         from pyinstrument import Profiler

@@ -215,12 +215,14 @@ def report(info: dict[str, str], warm_res: dict[str, dict[str, Any]], stage_res:
                    f"**{ratio:.2f}×** | ≤ {HANDLER_TARGET}× (aim < 1.0×) | {_met(ratio <= HANDLER_TARGET)} |")
     out += ["", "Where the handler's time goes (bench/profile.py: each stage timed alone over the same 10,000 "
             "records, median of 7, no profiler; *handler* is the whole warm call under THROW):", "",
-            "| payload | parse_event | decode | map | encode | request bodies | write (floor ingest) | handler |",
+            "| payload | parse_event | decode | map + encode (`Plan.lines`) | (reference: map, encode) "
+            "| request bodies | write (floor ingest) | handler |",
             "|---|---|---|---|---|---|---|---|"]
     for kind, st in stage_res.items():
         ingest = next((med(r["ingest"]) for case, r in warm_res.items() if case.startswith(kind)), float("nan"))
-        out.append(f"| {kind} | {ms(st['parse_event'])} | {ms(st['decode'])} | {ms(st['map'])} | "
-                   f"{ms(st['encode'])} | {ms(st['bodies'])} | {ms(ingest)} | {ms(st['handler'])} |")
+        out.append(f"| {kind} | {ms(st['parse_event'])} | {ms(st['decode'])} | {ms(st['lines'])} | "
+                   f"({ms(st['map'])}, {ms(st['encode'])}) | {ms(st['bodies'])} | {ms(ingest)} | "
+                   f"{ms(st['handler'])} |")
     hw, bw = med(cold_res["handler_wall"]), med(cold_res["boto3_wall"])
     hi, bi = med(cold_res["handler_in"]), med(cold_res["boto3_in"])
     out += ["", "### 2. Cold start (fresh process; settings from the environment; InfluxDB 1.x)", "",

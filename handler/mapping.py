@@ -31,6 +31,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # InfluxDB stores times from 1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z.
 TIME_MIN_NS, TIME_MAX_NS = -9223372036854775806, 9223372036854775806
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_ONE_US = _dt.timedelta(microseconds=1)
 _ISO_RE = re.compile(
     r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|z|[+-]\d{2}(?::?\d{2})?)$")
 _DIGITS_RE = re.compile(r"[+-]?\d+$")
@@ -303,8 +304,7 @@ def _tag_reader(tag: PathTag) -> TagReader:
 def _datetime_ns(value: _dt.datetime) -> int:
     if value.tzinfo is None:
         raise RecordError("timestamp has no time zone")
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    return (value - _EPOCH) // _ONE_US * 1000  # exact: a timedelta // a timedelta is an int
 
 
 def parse_iso(text: str) -> int:
@@ -478,6 +478,7 @@ def _fast_star_fields(skip: frozenset[str], bail: frozenset[str]) -> FieldsText:
     then lets the reference path name it)."""
     keys: dict[str, str] = {}  # field name → its escaped "key=" text, or "" when it is left out
     lo, hi = INT64_MIN, INT64_MAX
+    datetime, epoch, one_ms = _dt.datetime, _EPOCH, _dt.timedelta(milliseconds=1)
 
     def learn(k: str) -> str | None:
         if k in skip:
@@ -523,7 +524,11 @@ def _fast_star_fields(skip: frozenset[str], bail: frozenset[str]) -> FieldsText:
                 append(f"{ke}{v}i")
             elif t is bool:
                 append(ke + ("true" if v else "false"))
-            elif v is not None:
+            elif v is None:
+                continue
+            elif t is datetime and v.tzinfo is not None:  # Avro timestamp-millis/micros, as _special_field
+                append(f"{ke}{(v - epoch) // one_ms}i")  # == _datetime_ns(v) // 1_000_000, exactly
+            else:
                 return None
         if non_finite:
             ctx.stats.non_finite += non_finite
@@ -645,6 +650,7 @@ def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozens
     ts_name = _top_level(statement.timestamp)
     factor = (statement.timestamp_unit or TimeUnit.MILLISECONDS).nanos
     t_lo, t_hi = TIME_MIN_NS, TIME_MAX_NS
+    datetime, epoch, one_us = _dt.datetime, _EPOCH, _ONE_US
 
     def line(ctx: Context) -> str:
         text = fast(ctx) if fast is not None else None
@@ -685,8 +691,17 @@ def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozens
                 head = escape_measurement(tag_text(found) or measurement)
         if head is None:
             head = escape_measurement(measurement)
-        if ts_name is not None and obj and type(ts := value.get(ts_name)) is int and t_lo <= ts * factor <= t_hi:
-            return f"{head}{tags} {text} {ts * factor}"
+        if ts_name is not None and obj:  # the timestamp reader's common cases, inlined
+            ts = value.get(ts_name)
+            tt = type(ts)
+            if tt is int:
+                ns = ts * factor
+            elif tt is datetime and ts.tzinfo is not None:
+                ns = (ts - epoch) // one_us * 1000
+            else:
+                ns = t_lo - 1
+            if t_lo <= ns <= t_hi:
+                return f"{head}{tags} {text} {ns}"
         return f"{head}{tags} {text} {time_of(ctx)}"
 
     return line
@@ -709,6 +724,7 @@ class Plan:
         for s in statements:
             self.by_topic[s.topic] = (*self.by_topic.get(s.topic, ()), CompiledStatement(s))
         self.stats = Stats()
+        self._lines_by_topic: dict[str, Callable[[KafkaRecord], list[str]]] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -735,20 +751,51 @@ class Plan:
         """The record's lines of line protocol: exactly ``[encode(p) for p in points(record)]``
         (same text, same RecordError), computed by each statement's fused function; a record that
         fails there is mapped again by the reference path, which names its problem."""
-        compiled = self._statements(record)
-        value = self.decoder.value(record)
-        if value is None:
-            self.stats.tombstones += 1
-            return []
-        stats = self.stats
-        ctx = Context(record, value, self.decoder, stats)
-        non_finite = stats.non_finite
-        try:
-            return [c.line(ctx) for c in compiled]
-        except RecordError:
-            stats.non_finite = non_finite
+        fn = self._lines_by_topic.get(record.topic)
+        if fn is None:
+            fn = self._lines_by_topic[record.topic] = self._topic_lines(self._statements(record))
+        return fn(record)
+
+    def _topic_lines(self, compiled: tuple[CompiledStatement, ...]) -> Callable[[KafkaRecord], list[str]]:
+        """``lines`` for one topic's statements, with what it needs bound (runs once per record)."""
+        decoder, stats, decode = self.decoder, self.stats, self.decoder.value
+        fused = tuple(c.line for c in compiled)
+
+        def reference(ctx: Context, non_finite: int) -> list[str]:
+            stats.non_finite = non_finite  # the fused path's counts are dropped: counted again here
             points = [c.point(ctx) for c in compiled]  # every statement mapped before any is encoded
             return [encode(p) for p in points]
+
+        if len(fused) == 1:
+            (line,) = fused
+
+            def one(record: KafkaRecord) -> list[str]:
+                value = decode(record)
+                if value is None:
+                    stats.tombstones += 1
+                    return []
+                ctx = Context(record, value, decoder, stats)
+                non_finite = stats.non_finite
+                try:
+                    return [line(ctx)]
+                except RecordError:
+                    return reference(ctx, non_finite)
+
+            return one
+
+        def several(record: KafkaRecord) -> list[str]:
+            value = decode(record)
+            if value is None:
+                stats.tombstones += 1
+                return []
+            ctx = Context(record, value, decoder, stats)
+            non_finite = stats.non_finite
+            try:
+                return [f(ctx) for f in fused]
+            except RecordError:
+                return reference(ctx, non_finite)
+
+        return several
 
 
 def compile_plan(statements: tuple[Statement, ...], decoder: Decoder | None = None) -> Plan:

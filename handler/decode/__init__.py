@@ -110,9 +110,12 @@ class Decoder:
         if self._plain_json_value and record.value_schema is None and data[:1] not in _FRAMED:
             # decode()'s ``auto`` branch for plain JSON, without walking its other branches
             try:
-                doc = _json_loads(data)
-            except ValueError as err:
-                raise RecordError(f"value is not valid JSON: {err}", "decode") from None
+                doc = (_fast_decode or _load_fast())(data)  # _json_loads, inlined
+            except (ValueError, RecursionError):
+                try:
+                    doc = _std_loads(data)
+                except ValueError as err:
+                    raise RecordError(f"value is not valid JSON: {err}", "decode") from None
             if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
                 return _unwrap(doc, "value")
             return doc
