@@ -39,7 +39,7 @@ from typing import Any
 from handler.errors import BatchFailed, Failure, RecordError, WriteError
 from handler.influx import LineWriter, Pipeline, WriteReport, WriteSession
 from handler.mapping import Plan
-from handler.records import KafkaRecord
+from handler.records import KafkaRecord, gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,10 @@ class _Batch:
     def map(self, start: int, stop: int, incremental_cut: bool) -> None:
         """Map records ``start..stop``; with ``incremental_cut`` (RETRY, ascending offsets) a
         partition's records after its first failure are mapped but not queued for writing."""
+        with gc_paused():  # the collector's young passes find nothing here (records.gc_paused)
+            self._map(start, stop, incremental_cut)
+
+    def _map(self, start: int, stop: int, incremental_cut: bool) -> None:
         records, lines, owner, cut = self.records, self.lines, self.owner, self.cut
         lines_of = self.plan.lines
         extend, extend_owner = lines.extend, owner.extend

@@ -437,7 +437,7 @@ class CompiledStatement:
         else:
             self.time = _timestamp_reader(statement.timestamp, statement.timestamp_unit)
         self.uses_key = _uses(statement, Source.KEY)
-        self.line: Callable[[Context], str] = _compile_line(self, statement, ignored_value | aliased[Source.VALUE])
+        self.star_skip = ignored_value | aliased[Source.VALUE]  # what `SELECT *` leaves out (fused path)
 
     def point(self, ctx: Context) -> Point:
         self.state.stats = ctx.stats
@@ -466,16 +466,24 @@ class CompiledStatement:
 
 
 # ---------------------------------------------------------------- fused: record → line text
+#
+# ``Plan.lines`` runs, per statement, one function that goes from the decoded record straight to
+# its line: fields formatted as they are read (escaped ``key=`` texts cached per statement), tag
+# pairs cached per value, constant parts escaped once. It only has to be exact when it succeeds:
+# on any RecordError the record is mapped again by the reference path (``CompiledStatement.point``
+# + ``lineproto.encode``), which names the problem with its own reason and kind, in its own order.
+# Where a record needs a rarer rule (flattening, IGNOREd paths below a name, duplicate names, a
+# rarer type) the fused function hands the fields to the reference writers (``_general_fields``).
+# tests/test_fast_path.py checks both paths against each other on random records.
 
-FieldsText = Callable[[Context], "str | None"]
 _KEY_CACHE_LIMIT = 10_000  # per statement: distinct field names (and tag values per tag)
+Fused = Callable[[KafkaRecord, Any], str]
 
 
-def _fast_star_fields(skip: frozenset[str], bail: frozenset[str]) -> FieldsText:
-    """``SELECT *`` over the value: each field formatted as it is read. None where the general
-    path must decide (not an object, a nested object or array, a rarer type, a field named
-    ``time``, an IGNOREd path below a top-level name); RecordError for an error (the caller
-    then lets the reference path name it)."""
+def _fast_star_fields(skip: frozenset[str], bail: frozenset[str], stats: Stats) -> Callable[[Any], str | None]:
+    """``SELECT *`` over the value (a dict): each field formatted as it is read. None where the
+    general path must decide (a nested object or array, a rarer type, a field named ``time``, an
+    IGNOREd path below a top-level name); RecordError for an error."""
     keys: dict[str, str] = {}  # field name → its escaped "key=" text, or "" when it is left out
     lo, hi = INT64_MIN, INT64_MAX
     datetime, epoch, one_ms = _dt.datetime, _EPOCH, _dt.timedelta(milliseconds=1)
@@ -492,10 +500,7 @@ def _fast_star_fields(skip: frozenset[str], bail: frozenset[str]) -> FieldsText:
         keys[k] = out
         return out
 
-    def fields(ctx: Context) -> str | None:
-        value = ctx.value
-        if type(value) is not dict:
-            return None
+    def fields(value: dict[str, Any]) -> str | None:
         parts: list[str] = []
         append = parts.append
         known = keys.get
@@ -531,13 +536,13 @@ def _fast_star_fields(skip: frozenset[str], bail: frozenset[str]) -> FieldsText:
             else:
                 return None
         if non_finite:
-            ctx.stats.non_finite += non_finite
+            stats.non_finite += non_finite
         return ",".join(parts)
 
     return fields
 
 
-def _fast_explicit_fields(selected: list[tuple[Getter, str]]) -> FieldsText:
+def _fast_explicit_fields(selected: list[tuple[Getter, str]], stats: Stats) -> Callable[[Context], str | None]:
     """Explicit fields with distinct names: like ``_fast_star_fields``, for named paths."""
     getters = tuple(selected)
     lo, hi = INT64_MIN, INT64_MAX
@@ -567,13 +572,13 @@ def _fast_explicit_fields(selected: list[tuple[Getter, str]]) -> FieldsText:
             elif v is not None:  # MISSING (an error), objects, arrays, rarer types
                 return None
         if non_finite:
-            ctx.stats.non_finite += non_finite
+            stats.non_finite += non_finite
         return ",".join(parts)
 
     return fields
 
 
-def _general_fields(c: CompiledStatement) -> FieldsText:
+def _general_fields(c: CompiledStatement) -> Callable[[Context], str]:
     """Any selection: the reference writers fill a dict (flattening, IGNORE, duplicates), then
     the dict is formatted."""
     writers, state = c.writers, c.state
@@ -611,55 +616,58 @@ def _tag_steps(c: CompiledStatement) -> tuple[TagStep, ...] | RecordError:
         else:
             tag = next(t for t in c.statement.tags if t.name == name)
             assert isinstance(tag, PathTag)
-            steps.append((None, _top_level(tag.path), compile_getter(tag.path), name, {}))
+            top = _top_level(tag.path)
+            steps.append((None, top, compile_getter(tag.path) if top is None else None, name, {}))
     return tuple(steps)
 
 
-def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozenset[tuple[str, ...]]) -> \
-        Callable[[Context], str]:
-    """The statement as one function: record context → its line, built as it is read.
+def _never(err: RecordError) -> Fused:
+    def fused(record: KafkaRecord, value: Any) -> str:
+        raise err
 
-    On any RecordError the caller (``Plan.lines``) maps the record again with the reference path
-    (``CompiledStatement.point`` + ``lineproto.encode``), so a failing record is reported with
-    exactly the reason and kind that path gives; this function only has to be exact on success.
-    """
+    return fused
+
+
+def compile_fused(c: CompiledStatement, decoder: Decoder, stats: Stats) -> Fused:
+    """The statement as one function: (record, decoded value) → its line; see above."""
+    statement = c.statement
     general = _general_fields(c)
-    fast: FieldsText | None = None
+    star: Callable[[Any], str | None] | None = None
+    explicit: Callable[[Context], str | None] | None = None
     sel = [f for f in statement.fields if not (not f.wildcard and f.name == "time")]
     if len(sel) == 1 and sel[0].wildcard and sel[0].path.source is Source.VALUE and not sel[0].path.segments:
-        skip = frozenset(p[0] for p in star_skip if len(p) == 1)
-        bail = frozenset(p[0] for p in star_skip if len(p) > 1)
-        fast = _fast_star_fields(skip, bail - skip)
+        skip = frozenset(p[0] for p in c.star_skip if len(p) == 1)
+        bail = frozenset(p[0] for p in c.star_skip if len(p) > 1)
+        star = _fast_star_fields(skip, bail - skip, stats)
     elif sel and not any(f.wildcard for f in sel) and len({f.name for f in sel}) == len(sel):
-        fast = _fast_explicit_fields([(compile_getter(f.path), f.name) for f in sel])
+        explicit = _fast_explicit_fields([(compile_getter(f.path), f.name) for f in sel], stats)
     steps = _tag_steps(c)
     if isinstance(steps, RecordError):
-        problem = steps
-
-        def never(_ctx: Context) -> str:
-            raise problem
-
-        return never
+        return _never(steps)
     static_tags = "".join(s[0] for s in steps if s[0] is not None) if all(s[0] for s in steps) else None
     measurement = c.measurement
     try:
-        static_head: str | None = escape_measurement(measurement)
-    except RecordError:
-        static_head = None
+        static_head = escape_measurement(measurement)
+    except RecordError as err:
+        return _never(err)
     target, time_of = c.target, c.time
     ts_name = _top_level(statement.timestamp)
     factor = (statement.timestamp_unit or TimeUnit.MILLISECONDS).nanos
     t_lo, t_hi = TIME_MIN_NS, TIME_MAX_NS
     datetime, epoch, one_us = _dt.datetime, _EPOCH, _ONE_US
 
-    def line(ctx: Context) -> str:
-        text = fast(ctx) if fast is not None else None
+    def fused(record: KafkaRecord, value: Any) -> str:
+        obj = type(value) is dict
+        ctx: Context | None = None
+        text = star(value) if star is not None and obj else None
         if text is None:
-            text = general(ctx)
+            ctx = Context(record, value, decoder, stats)
+            if explicit is not None:
+                text = explicit(ctx)
+            if text is None:
+                text = general(ctx)
         if not text:
             raise RecordError("no fields")
-        value = ctx.value
-        obj = type(value) is dict
         if static_tags is not None:
             tags = static_tags
         else:
@@ -668,7 +676,12 @@ def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozens
                 if const is not None:
                     tags += const
                     continue
-                v = get(ctx) if top is None else value.get(top, MISSING) if obj else MISSING  # type: ignore[misc]
+                if top is None:
+                    if ctx is None:
+                        ctx = Context(record, value, decoder, stats)
+                    v = get(ctx)  # type: ignore[misc]
+                else:
+                    v = value.get(top, MISSING) if obj else MISSING
                 if type(v) is str:
                     pair = cache.get(v)
                     if pair is None:
@@ -686,11 +699,11 @@ def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozens
                 tags += pair
         head = static_head
         if target is not None:
+            if ctx is None:
+                ctx = Context(record, value, decoder, stats)
             found = target(ctx)
             if found is not MISSING and found is not None:
                 head = escape_measurement(tag_text(found) or measurement)
-        if head is None:
-            head = escape_measurement(measurement)
         if ts_name is not None and obj:  # the timestamp reader's common cases, inlined
             ts = value.get(ts_name)
             tt = type(ts)
@@ -702,9 +715,9 @@ def _compile_line(c: CompiledStatement, statement: Statement, star_skip: frozens
                 ns = t_lo - 1
             if t_lo <= ns <= t_hi:
                 return f"{head}{tags} {text} {ns}"
-        return f"{head}{tags} {text} {time_of(ctx)}"
+        return f"{head}{tags} {text} {time_of(ctx or Context(record, value, decoder, stats))}"
 
-    return line
+    return fused
 
 
 def _uses(statement: Statement, source: Source) -> bool:
@@ -759,10 +772,11 @@ class Plan:
     def _topic_lines(self, compiled: tuple[CompiledStatement, ...]) -> Callable[[KafkaRecord], list[str]]:
         """``lines`` for one topic's statements, with what it needs bound (runs once per record)."""
         decoder, stats, decode = self.decoder, self.stats, self.decoder.value
-        fused = tuple(c.line for c in compiled)
+        fused = tuple(compile_fused(c, decoder, stats) for c in compiled)
 
-        def reference(ctx: Context, non_finite: int) -> list[str]:
+        def reference(record: KafkaRecord, value: Any, non_finite: int) -> list[str]:
             stats.non_finite = non_finite  # the fused path's counts are dropped: counted again here
+            ctx = Context(record, value, decoder, stats)
             points = [c.point(ctx) for c in compiled]  # every statement mapped before any is encoded
             return [encode(p) for p in points]
 
@@ -774,12 +788,11 @@ class Plan:
                 if value is None:
                     stats.tombstones += 1
                     return []
-                ctx = Context(record, value, decoder, stats)
                 non_finite = stats.non_finite
                 try:
-                    return [line(ctx)]
+                    return [line(record, value)]
                 except RecordError:
-                    return reference(ctx, non_finite)
+                    return reference(record, value, non_finite)
 
             return one
 
@@ -788,12 +801,11 @@ class Plan:
             if value is None:
                 stats.tombstones += 1
                 return []
-            ctx = Context(record, value, decoder, stats)
             non_finite = stats.non_finite
             try:
-                return [f(ctx) for f in fused]
+                return [f(record, value) for f in fused]
             except RecordError:
-                return reference(ctx, non_finite)
+                return reference(record, value, non_finite)
 
         return several
 
