@@ -1,9 +1,14 @@
-"""Map stage: KCQL statements compiled once into a plan of closures; records → points.
+"""Map stage: KCQL statements compiled once into a plan of closures; records → lines (or points).
 
 ``compile_plan(statements)`` resolves every path, name, unit and rule up front, so mapping a
 record is a few dict look-ups and calls: no string dispatch on paths, no parsing in the hot loop.
 A record that cannot be mapped raises ``RecordError`` with the reason (the caller adds the
 record's coordinates).
+
+Two paths give the same result: ``Plan.points(record)`` (the reference: ``Point`` objects, for
+tests and tools, encoded by ``lineproto.encode``) and ``Plan.lines(record)`` (what the delivery
+stage runs: each statement fused into one function from the decoded record to its line; see
+"fused" below).
 """
 
 from __future__ import annotations
