@@ -12,6 +12,7 @@ from typing import Any
 
 from handler.errors import WriteError
 from handler.influx import HttpTarget, LineWriter
+from handler.settings import mask_url
 
 
 class V2Writer(LineWriter):
@@ -20,6 +21,7 @@ class V2Writer(LineWriter):
                  ca_bundle: str | None = None) -> None:
         super().__init__(target, chunk_lines=chunk_lines, gzip=gzip)
         self.url = url
+        self.shown_url = mask_url(url)  # for messages: a URL may carry user:password
         self.bucket = bucket
         self.org = org or "-"
         self.verify = verify
@@ -71,6 +73,6 @@ class V2Writer(LineWriter):
             self.close()
             name = type(err).__name__
             if "Timeout" in name or "timed out" in str(err):
-                raise WriteError(f"InfluxDB at {self.url} did not answer within {timeout[1]:g}s") from None
-            raise WriteError(f"cannot reach InfluxDB at {self.url}: {name}") from None
+                raise WriteError(f"InfluxDB at {self.shown_url} did not answer within {timeout[1]:g}s") from None
+            raise WriteError(f"cannot reach InfluxDB at {self.shown_url}: {name}") from None
         return 204, "", None

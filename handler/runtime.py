@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -40,9 +41,15 @@ def make_writer(settings: Settings) -> LineWriter:
         return V2Writer(target, settings.url, bucket=settings.bucket or settings.db, org=settings.org,
                         token=settings.token, chunk_lines=settings.batch_lines, gzip=settings.gzip,
                         verify=settings.ssl_verify, ca_bundle=settings.ssl_ca_bundle)
+    username, password = settings.username, settings.password
+    if username is None:  # credentials in the URL (http://user:password@host:8086) are Basic auth too
+        parts = urllib.parse.urlsplit(settings.url)
+        if parts.username:
+            username = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
     return V1Writer(target, db=settings.db, rp=settings.retention_policy,
-                    consistency=settings.consistency_level, username=settings.username,
-                    password=settings.password, chunk_lines=settings.batch_lines, gzip=settings.gzip)
+                    consistency=settings.consistency_level, username=username,
+                    password=password, chunk_lines=settings.batch_lines, gzip=settings.gzip)
 
 
 def _ssm_values(env: Mapping[str, str], force: bool = False) -> dict[str, str] | None:

@@ -135,3 +135,11 @@ def test_no_secret_in_any_log_line_or_error(setup, auth_influx, monkeypatch, cap
     assert "[hidden]" in blob  # the settings were logged, masked
     for secret in ("first-Pa55", "rotated-Secret9"):
         assert secret not in blob
+
+
+def test_credentials_in_the_url_are_used_and_hidden(auth_influx, sink_env):
+    auth_influx.query('CREATE DATABASE "urlauth"')
+    sink_env(KCQL, CONNECT_INFLUX_URL=f"http://admin:admin-secret@{auth_influx.url[7:]}", CONNECT_INFLUX_DB="urlauth")
+    assert app.lambda_handler(json_event([{"v": 1}], topic="t"), None) == {"batchItemFailures": []}
+    assert count(auth_influx, "urlauth") == 1
+    assert "admin-secret" not in "\n".join(app.get_runtime().settings.describe())

@@ -175,3 +175,13 @@ def test_v2_server_unreachable_is_a_batch_error(sink_env):
              CONNECT_INFLUX_ORG="o", CONNECT_INFLUX_BUCKET="b", CONNECT_INFLUX_TOKEN="t")
     with pytest.raises(BatchFailed, match="cannot reach InfluxDB"):
         app.lambda_handler(json_event([{"v": 1}], topic="t"), None)
+
+
+def test_v2_errors_never_show_a_password_in_the_url(sink_env):
+    port = _free_port()
+    sink_env(KCQL, CONNECT_INFLUX_URL=f"http://user:pa55-In-Url@127.0.0.1:{port}", CONNECT_INFLUX_VERSION="2",
+             CONNECT_INFLUX_ORG="o", CONNECT_INFLUX_BUCKET="b", CONNECT_INFLUX_TOKEN="t")
+    with pytest.raises(BatchFailed) as err:
+        app.lambda_handler(json_event([{"v": 1}], topic="t"), None)
+    assert "cannot reach InfluxDB at http://user:[hidden]@127.0.0.1" in str(err.value)
+    assert "pa55-In-Url" not in str(err.value)
