@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -26,7 +24,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from local_process import ServerProcess, free_port
+from local_process import ServerProcess, free_port, stop_pidfile
 
 INFLUXD = "/usr/bin/influxd"
 _UNVERIFIED = ssl._create_unverified_context()  # the test harness talks to its own self-signed server
@@ -176,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "stop":
         if not args.dir:
             parser.error("stop needs --dir")
-        with open(os.path.join(args.dir, "influxd.pid"), encoding="utf-8") as fh:
-            pid = int(fh.read())
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        stop_pidfile(os.path.join(args.dir, "influxd.pid"))
         return 0
     server = start(args.dir, auth=args.auth, max_body_size=args.max_body_size, port=args.port)
     for db in args.db:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from local_process import ServerProcess, free_port
+from local_process import ServerProcess, free_port, stop_pidfile
 
 
 def broker_bin() -> str:
@@ -135,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "stop":
         if not args.dir:
             parser.error("stop needs --dir")
-        with open(os.path.join(args.dir, "tansu.pid"), encoding="utf-8") as fh:
-            pid = int(fh.read())
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        stop_pidfile(os.path.join(args.dir, "tansu.pid"))
         return 0
     if args.action == "topics":
         if not args.bootstrap_servers:

@@ -39,3 +39,11 @@ class ServerProcess:
             os.kill(self.pid, signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait()
+
+
+def stop_pidfile(path: str) -> None:
+    """SIGTERM the process whose pid a server script wrote to ``path`` (its CLI ``stop``)."""
+    with open(path, encoding="utf-8") as fh:
+        pid = int(fh.read())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
