@@ -20,16 +20,21 @@ How InfluxDB 1.x (measured on 1.6.7) reads a line, and why each rule below exist
 
 Rejected (``RecordError(..., "encode")``), because they cannot be carried:
 
-- any name or tag value that is empty, contains a newline, or ends in a backslash (it would
-  escape the separator after it), or holds a lone surrogate (from a JSON ``\\ud800`` escape);
-  lone surrogates in string field values are caught when the batch is encoded to UTF-8;
-- a measurement that starts with ``#`` (comment line), a tab or NUL (stripped by the server),
-  or that has a backslash right before ``,``, a space, ``=`` or ``"`` (the server stores a
-  broken series that no query returns);
+- any name or tag value (measurement, tag key, tag value, field key) that is empty, holds a
+  control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F), ends in a backslash
+  (it would escape the separator after it), or holds a lone surrogate (from a JSON ``\\ud800``
+  escape); lone surrogates in string field values are caught when the batch is encoded to UTF-8.
+  One rule for every control character, rather than one per character and position: InfluxDB
+  1.x ends a line at a newline and strips a leading tab or NUL from measurements and field keys
+  (it keeps the others), so only a rule that covers all of them is easy to predict;
+- a measurement that starts with ``#`` (comment line), or that has a backslash right before
+  ``,``, a space, ``=`` or ``"`` (the server stores a broken series that no query returns);
 - a tag key or value with an odd run of backslashes right before a space (the line cutter then
   sees the fields start early and can cut a later string field at its newline);
-- a field key that starts with a tab or NUL, or has an odd run of backslashes right before
-  ``,``, ``=`` or a space (rejected by the server, or cut wrongly as above).
+- a field key with an odd run of backslashes right before ``,``, ``=`` or a space (rejected by
+  the server, or cut wrongly as above).
+
+String field values carry every character, control characters included.
 
 Each name is checked and escaped once and cached: the same names recur on every record.
 """
@@ -62,9 +67,10 @@ _NEEDS_TAG_ESC = re.compile(r"[ ,=]")
 _NEEDS_FIELD_KEY_ESC = re.compile(r'[ ,="]')
 
 # Problems, per kind of name; each pattern's match is described by _describe().
-_MEAS_BAD = re.compile(r'\n|[\ud800-\udfff]|\\\Z|\\[, ="]|^[#\t\x00]')
-_TAG_BAD = re.compile(r"\n|[\ud800-\udfff]|\\\Z|(?<!\\)(?:\\\\)*\\ ")
-_FIELD_KEY_BAD = re.compile(r"\n|[\ud800-\udfff]|\\\Z|(?<!\\)(?:\\\\)*\\[, =]|^[\t\x00]")
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"  # Unicode category Cc
+_MEAS_BAD = re.compile(_CONTROL + r'|[\ud800-\udfff]|\\\Z|\\[, ="]|^#')
+_TAG_BAD = re.compile(_CONTROL + r"|[\ud800-\udfff]|\\\Z|(?<!\\)(?:\\\\)*\\ ")
+_FIELD_KEY_BAD = re.compile(_CONTROL + r"|[\ud800-\udfff]|\\\Z|(?<!\\)(?:\\\\)*\\[, =]")
 
 _CACHE_LIMIT = 50_000
 _meas_cache: dict[str, str] = {}
@@ -77,13 +83,14 @@ def _describe(match: re.Match[str]) -> str:
     found = match.group(0)
     if found == "\n":
         return "contains a newline, which would end the line"
+    if len(found) == 1 and (found < " " or "\x7f" <= found <= "\x9f"):
+        return f"contains the control character {found!r} (U+{ord(found):04X}); names and tag values carry none"
     if "\ud800" <= found <= "\udfff":
         return f"contains the lone surrogate {found!r}, which is not Unicode text"
     if found == "\\" and match.end() == len(match.string):
         return "ends with a backslash, which would escape the separator after it"
-    if match.start() == 0 and found in ("#", "\t", "\x00"):
-        return ("starts with '#', which makes the line a comment" if found == "#"
-                else f"starts with {found!r}, which InfluxDB strips")
+    if match.start() == 0 and found == "#":
+        return "starts with '#', which makes the line a comment"
     return f"has a backslash right before {found[-1]!r}, which line protocol cannot carry there"
 
 

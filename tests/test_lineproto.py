@@ -44,8 +44,7 @@ def test_field_value_of_an_unexpected_type_is_an_encode_error() -> None:
 
 @pytest.mark.parametrize("name, escaped", [
     ("cpu", "cpu"), ("a b,c", "a\\ b\\,c"), ("a=b", "a=b"), ('a"b', 'a"b'), (" #x", "\\ #x"), ("x#", "x#"),
-    ("back\\slash", "back\\slash"), ("\\\\x", "\\\\x"), ("tab\tcr\rdel\x7f", "tab\tcr\rdel\x7f"),
-    ("ünï😀\u2028", "ünï😀\u2028"),
+    ("back\\slash", "back\\slash"), ("\\\\x", "\\\\x"), ("ünï😀\u2028\u00a0", "ünï😀\u2028\u00a0"),
 ])
 def test_measurement_escaping(name: str, escaped: str) -> None:
     assert escape_measurement(name) == escaped
@@ -53,14 +52,14 @@ def test_measurement_escaping(name: str, escaped: str) -> None:
 
 @pytest.mark.parametrize("name, escaped", [
     ("host", "host"), ("a b,c=d", "a\\ b\\,c\\=d"), ('q"uote', 'q"uote'), ("\\,", "\\\\,"), ("\\=", "\\\\="),
-    ("\\\\ ", "\\\\\\ "), ("\tlead", "\tlead"), ("#x", "#x"),
+    ("\\\\ ", "\\\\\\ "), ("#x", "#x"),
 ])
 def test_tag_key_and_value_escaping(name: str, escaped: str) -> None:
     assert escape_key(name) == escaped
 
 
 @pytest.mark.parametrize("name, escaped", [
-    ("f", "f"), ('a b,c=d"e', 'a\\ b\\,c\\=d\\"e'), ("\\\\,", "\\\\\\,"), ("\\\"", '\\\\"'), ("x\t", "x\t"),
+    ("f", "f"), ('a b,c=d"e', 'a\\ b\\,c\\=d\\"e'), ("\\\\,", "\\\\\\,"), ("\\\"", '\\\\"'),
 ])
 def test_field_key_escaping(name: str, escaped: str) -> None:
     assert escape_field_key(name) == escaped
@@ -72,8 +71,10 @@ def test_field_key_escaping(name: str, escaped: str) -> None:
     ("m\\", "measurement 'm\\\\' cannot be written: it ends with a backslash, which would escape the separator "
             "after it"),
     ("#m", "measurement '#m' cannot be written: it starts with '#', which makes the line a comment"),
-    ("\tm", "measurement '\\tm' cannot be written: it starts with '\\t', which InfluxDB strips"),
-    ("\x00m", "measurement '\\x00m' cannot be written: it starts with '\\x00', which InfluxDB strips"),
+    ("\tm", "measurement '\\tm' cannot be written: it contains the control character '\\t' (U+0009); names and "
+            "tag values carry none"),
+    ("m\r", "measurement 'm\\r' cannot be written: it contains the control character '\\r' (U+000D); names and "
+            "tag values carry none"),
     ("a\\,b", "measurement 'a\\\\,b' cannot be written: it has a backslash right before ',', which line protocol "
               "cannot carry there"),
     ("a\\ b", "measurement 'a\\\\ b' cannot be written: it has a backslash right before ' ', which line protocol "
@@ -106,7 +107,7 @@ def test_tag_names_and_values_that_cannot_be_carried(name: str, reason: str) -> 
         escape_key(name)
 
 
-@pytest.mark.parametrize("name", ["a\\\\ b", "a\\,b", "a\\=b", "\\x", "a\\\"", "#", "\tx"])
+@pytest.mark.parametrize("name", ["a\\\\ b", "a\\,b", "a\\=b", "\\x", "a\\\"", "#", " x"])
 def test_tag_backslashes_that_can_be_carried(name: str) -> None:
     escape_key(name)
 
@@ -115,8 +116,8 @@ def test_tag_backslashes_that_can_be_carried(name: str) -> None:
     ("", "field key is empty"),
     ("a\nb", "contains a newline"),
     ("k\\", "ends with a backslash"),
-    ("\tk", "starts with '\\t', which InfluxDB strips"),
-    ("\x00k", "starts with '\\x00', which InfluxDB strips"),
+    ("\tk", "contains the control character '\\t' (U+0009)"),
+    ("k\x00", "contains the control character '\\x00' (U+0000)"),
     ("a\\,b", "has a backslash right before ','"),
     ("a\\=b", "has a backslash right before '='"),
     ("a\\ b", "has a backslash right before ' '"),
@@ -184,25 +185,30 @@ def _has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
+def _has_control(text: str) -> bool:
+    """Unicode category Cc: no name or tag value may hold one."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
 def measurement_ok(name: str) -> bool:
-    return not ("\n" in name or name.endswith("\\") or name[0] in "#\t\x00" or re.search(r'\\[, ="]', name)
+    return not (_has_control(name) or name.endswith("\\") or name[0] == "#" or re.search(r'\\[, ="]', name)
                 or _has_surrogate(name))
 
 
 def tag_ok(text: str) -> bool:
-    return not ("\n" in text or text.endswith("\\") or re.search(_ODD_BACKSLASH_BEFORE.format(" "), text)
+    return not (_has_control(text) or text.endswith("\\") or re.search(_ODD_BACKSLASH_BEFORE.format(" "), text)
                 or _has_surrogate(text))
 
 
 def field_key_ok(key: str) -> bool:
-    return not ("\n" in key or key.endswith("\\") or key[0] in "\t\x00"
+    return not (_has_control(key) or key.endswith("\\")
                 or re.search(_ODD_BACKSLASH_BEFORE.format(",= "), key) or _has_surrogate(key))
 
 
 # Characters that line protocol, JSON, KCQL or InfluxQL treat specially, plus odd Unicode. The
 # "breakers" are the ones that can make a name impossible to carry.
-HARMLESS = [*",= \"'`{}()/;.*\r\x0b\x0c\x1f\x7f\x85", "\u2028", "\u2029", "\ufeff", "😀", "é"]
-BREAKERS = ["\\", "\n", "#", "\t", "\x00"]
+HARMLESS = [*",= \"'`{}()/;.*", "\u2028", "\u2029", "\ufeff", "\u00a0", "😀", "é"]
+BREAKERS = ["\\", "\n", "#", "\t", "\x00", "\r", "\x0b", "\x1f", "\x7f", "\x85"]
 _plain = st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\\#")
 _harmless = st.sampled_from(HARMLESS)
 _any_special = st.sampled_from(HARMLESS + BREAKERS)
@@ -336,7 +342,8 @@ REGRESSIONS = [
     ("m", "a\\=b", "k\\\\,x", "x\nevil f=1i 2"),      # even run of backslashes in a field key
     ("m", 'a"b', 'k"x', 'q"\\'),                       # quotes in tag values and field keys
     (" #m", "\\x", "\\y", "\\"),                       # escaped leading space; lone backslashes
-    ("m\\\\x", "\tt", "f\t", "\x00\r\n"),              # control characters are carried
+    ("m\\\\x", "t", "f", "\x00\r\n\t\x7f\x85"),         # control characters are carried in string values
+    ("m\\\\x", "\tt", "f", "s"),                        # rejected: a control character in a tag value
     ("m\u2028x", "\u2028", "\u2029", "\u2028\x85"),    # Unicode line separators are not line ends
     ("m", "a\\ b", "f", "x\nevil f=1i 2"),            # rejected: odd backslash run before a space in a tag
     ("m", "v", "k\\,x", "x\nevil f=1i 2"),            # rejected: odd backslash run before ',' in a field key
@@ -359,3 +366,32 @@ def test_known_tricky_records(sink_env: Callable[..., None], influx: Any, db: st
     expected = [e for i, r in enumerate([good, (meas, tag_value, field_key, text), good])
                 if (e := _expected(r[0], "tk", r[1], r[2], r[3], i))]
     assert database_contents(influx, db)["rows"] == sorted(expected, key=lambda r: (r[0], r[3]))
+
+
+# Every control character (Unicode Cc), in every part and at the start, middle and end: the
+# record fails with a reason naming the character, and nothing of it reaches InfluxDB; in a
+# string field value each one comes back exactly.
+CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]]
+
+
+@pytest.mark.influx
+def test_control_characters_fail_names_and_are_carried_in_string_values(sink_env: Callable[..., None],
+                                                                       influx: Any, db: str) -> None:
+    good = ("m", "v", "good", "fine")
+    records = [good]
+    for i, c in enumerate(CONTROLS):
+        name = (c + "x", "x" + c + "y", "x" + c)[i % 3]
+        records += [(name, "v", "f", "s"), ("m", name, "f", "s"), ("m", "v", name, "s")]
+    records.append(("m", "v", "all", "".join(CONTROLS)))
+    sink_env(_kcql("tk"), CONNECT_INFLUX_ERROR_POLICY="NOOP")
+    assert lambda_handler(_event(records), None) == {"batchItemFailures": []}
+    rows = database_contents(influx, db)["rows"]
+    assert rows == [("m", {"tk": "v"}, {"good": "fine", "n": 0}, (TS + 0) * 10**6),
+                    ("m", {"tk": "v"}, {"all": "".join(CONTROLS), "n": len(records) - 1},
+                     (TS + len(records) - 1) * 10**6)]
+    sink_env(_kcql("tk"))  # THROW: the error names the record and the character
+    with pytest.raises(BatchFailed) as info:
+        lambda_handler(_event([("m", "a\rb", "f", "s")]), None)
+    assert str(info.value) == ("1 record(s) failed, batch not acknowledged: topic=t partition=0 offset=100: "
+                               "tag 'tk' value 'a\\rb' cannot be written: it contains the control character "
+                               "'\\r' (U+000D); names and tag values carry none")
