@@ -7,12 +7,17 @@ secrets are never shown (``[hidden]``, as the seed's own log prints them).
 
 from __future__ import annotations
 
+import difflib
+import logging
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from handler.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 POLICIES = ("THROW", "RETRY", "NOOP")
 CONSISTENCY = ("ALL", "ANY", "ONE", "QUORUM")
@@ -57,28 +62,53 @@ def _choice(options: tuple[str, ...], upper: bool = True) -> Callable[[str], str
 
 def _url(text: str) -> str:
     value = text.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
+    hint = (" (a password holding '/', '?' or '#' ends the host part early: percent-encode them as "
+            "%2F, %3F, %23)") if _hides_host(value) else ""
     try:
+        parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ValueError("has an invalid port") from None
+        raise ValueError(f"has an invalid host or port{hint}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host{hint}")
     return value
 
 
+def _hides_host(url: str) -> bool:
+    """True when an ``@`` comes after the first ``/``, ``?`` or ``#`` past ``://``: a password
+    holding one of them, unencoded, so a URL parser would take part of it for the host."""
+    rest = url.partition("://")[2]
+    at = rest.rfind("@")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=-1)
+    return at != -1 and end != -1 and end < at
+
+
+# Query parameters that carry credentials (InfluxDB 1.x reads ``u``/``p``; tokens by other names).
+_SECRET_QUERY = re.compile(r"(?i)([?&;](?:p|password|pass|pwd|token|access_token|api_key|apikey|secret)=)[^&;#]*")
+
+
+_USER_RE = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=-]+")  # what RFC 3986 allows in a user name
+
+
 def mask_url(text: str) -> str:
-    """The URL with any password in it replaced by ``[hidden]`` (for logs and errors)."""
-    if "@" not in text:
-        return text
-    try:
-        parts = urllib.parse.urlsplit(text)
-    except ValueError:
-        return "[hidden]"
-    if parts.password is None:
-        return text
-    netloc = f"{parts.username}:[hidden]@{parts.netloc.rsplit('@', 1)[1]}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its credentials replaced by ``[hidden]``, for logs and errors.
+
+    Parsing is not trusted to find them: a password holding ``/``, ``?``, ``#`` or ``@`` makes a
+    URL parser take part of it for the host or path. So everything between ``://`` (or the
+    start) and the *last* ``@`` is user information; only a user name that looks like one (no
+    ``/?#`` in it) is kept before the ``:``. Credential query parameters (``p=``, ``token=``, ...)
+    are hidden too. Hiding too much is harmless; showing a secret is not.
+    """
+    at = text.rfind("@")
+    if at != -1:
+        scheme_end = text.find("://")
+        start = scheme_end + 3 if scheme_end != -1 and scheme_end < at else 0
+        user, colon, _ = text[start:at].partition(":")
+        keep = f"{user}:" if colon and _USER_RE.fullmatch(user) else ""
+        text = f"{text[:start]}{keep}[hidden]{text[at:]}"
+    if "=" in text:
+        text = _SECRET_QUERY.sub(r"\1[hidden]", text)
+    return text
 
 
 def _text(text: str) -> str:
@@ -177,7 +207,7 @@ class Settings:
     read_timeout_ms: int = 30000
     value_format: str = "auto"
     key_format: str = "auto"
-    schema_registry_url: str | None = None
+    schema_registry_url: str | None = field(default=None, repr=False)  # may carry user:password
     schema_registry_user_info: str | None = field(default=None, repr=False)
     glue_region: str | None = None
     value_avro_schema: str | None = None
@@ -197,11 +227,42 @@ class Settings:
         return lines
 
 
+# Environment variables read before the settings (by the runtime, for Parameter Store): not keys.
+RUNTIME_ENV = ("CONNECT_INFLUX_SSM_PATH", "CONNECT_INFLUX_SSM_MAX_AGE")
+ENV_PREFIX = "CONNECT_"
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``CONNECT_*`` variables (in any case) that no setting reads, each with the closest name
+    that would be read (None when nothing is close): a mistyped name is otherwise ignored in
+    silence and its setting keeps its default."""
+    known = [spec.env for spec in SPECS] + list(RUNTIME_ENV)
+    out: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        out.append((name, close[0] if close else None))
+    return out
+
+
+def warn_unknown_env(environ: Mapping[str, str]) -> None:
+    """One warning per ``CONNECT_*`` variable that is not a setting, naming the closest one."""
+    for name, close in unknown_env(environ):
+        hint = f"; did you mean {close}?" if close else ""
+        log.warning("environment variable %s is not a setting and is ignored%s", name, hint,
+                    extra={"variable": name, "closest": close})
+
+
 def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise one ConfigError listing every problem.
 
     ``ssm`` holds Parameter Store values by setting key; a non-empty environment variable wins.
+    Environment variables that look like settings but are none are warned about (see
+    ``unknown_env``): this runs at cold start and whenever Parameter Store changes the settings.
     """
+    warn_unknown_env(environ)
     problems: list[str] = []
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

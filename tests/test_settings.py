@@ -100,3 +100,78 @@ def test_readme_settings_table_is_current():
                            capture_output=True, text=True).stdout
     assert table.strip() in readme, "README's settings table is stale: run python scripts/settings_table.py"
     assert all(f"`{s.key}`" in readme for s in SPECS)
+
+
+# ------------------------------------------------------------------ URLs whose password URL parsers misread
+
+@pytest.mark.parametrize("password", ["pa/ss", "pa#ss", "pa?ss", "p@ss", "a/b?c#d@e", "/", "#", "?", "%zz/"])
+@pytest.mark.parametrize("setting", ["CONNECT_INFLUX_URL", "CONNECT_INFLUX_SCHEMA_REGISTRY_URL"])
+def test_password_with_url_delimiters_never_shown(setting, password):
+    secret = f"S3cr3t{password}Tail"
+    url = f"http://admin:{secret}@127.0.0.1:8086"
+    try:
+        s = load({**BASE, setting: url})
+    except ConfigError as err:
+        text = str(err)
+        assert setting in text
+    else:
+        text = "\n".join(s.describe()) + repr(s)
+    assert "S3cr3t" not in text and "Tail" not in text
+    assert "[hidden]" in text
+
+
+def test_password_with_slash_is_reported_with_a_hint():
+    text = problems(CONNECT_INFLUX_URL="http://admin:pa/ss@127.0.0.1:8086")
+    assert "connect.influx.url (CONNECT_INFLUX_URL) = 'http://admin:[hidden]@127.0.0.1:8086'" in text
+    assert "percent-encode" in text and "pa/ss" not in text
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("http://h:8086", "http://h:8086"),
+    ("http://u:pw@h:8086/x", "http://u:[hidden]@h:8086/x"),
+    ("http://u:p/w@h:8086", "http://u:[hidden]@h:8086"),
+    ("http://u:p@w@h", "http://u:[hidden]@h"),
+    ("http://token@h", "http://[hidden]@h"),
+    ("u:pw@h:8086", "u:[hidden]@h:8086"),
+    ("not a url: x@y", "[hidden]@y"),
+    ("http://h:8086/?db=x&p=secret&u=me", "http://h:8086/?db=x&p=[hidden]&u=me"),
+    ("http://h/?token=abc#frag", "http://h/?token=[hidden]#frag"),
+])
+def test_mask_url_does_not_depend_on_parsing(url, masked):
+    from handler.settings import mask_url
+
+    assert mask_url(url) == masked
+
+
+def test_query_password_hidden_in_description():
+    s = load({**BASE, "CONNECT_INFLUX_URL": "http://127.0.0.1:8086/?u=me&p=Zecret"})
+    assert "Zecret" not in "\n".join(s.describe())
+
+
+# ------------------------------------------------------------------ mistyped setting names
+
+def test_mistyped_setting_names_are_warned_with_the_closest(caplog):
+    import logging
+
+    env = {**BASE, "CONNECT_INFLUX_ERRORPOLICY": "NOOP", "CONNECT_INFLUX_PASWORD": "Zecret",
+           "connect_influx_db": "x", "CONNECT_INFLUX_SSM_MAX_AGE": "5", "CONNECT_INFLUX_SSM_PATH": "",
+           "CONNECT_SOMETHING_ELSE_ENTIRELY": "1", "OTHER_VAR": "1"}
+    with caplog.at_level(logging.WARNING, logger="handler.settings"):
+        s = load(env)
+    assert s.error_policy == "THROW"  # the mistyped name really is ignored
+    messages = [r.getMessage() for r in caplog.records if r.name == "handler.settings"]
+    assert ("environment variable CONNECT_INFLUX_ERRORPOLICY is not a setting and is ignored; "
+            "did you mean CONNECT_INFLUX_ERROR_POLICY?") in messages
+    assert any("CONNECT_INFLUX_PASWORD" in m and "CONNECT_INFLUX_PASSWORD?" in m for m in messages)
+    assert any("connect_influx_db" in m and "CONNECT_INFLUX_DB?" in m for m in messages)
+    assert any(m.startswith("environment variable CONNECT_SOMETHING_ELSE_ENTIRELY ") for m in messages)
+    assert len(messages) == 4  # not the runtime's SSM variables, not OTHER_VAR, not the real settings
+    assert not any("Zecret" in m for m in messages)
+
+
+def test_no_warning_for_correct_settings(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="handler.settings"):
+        load({**{spec.env: "" for spec in SPECS}, **BASE, "CONNECT_INFLUX_SSM_PATH": "/p"})
+    assert [r for r in caplog.records if r.name == "handler.settings"] == []
