@@ -8,18 +8,31 @@
 # extension modules have different file names (…-x86_64-linux-gnu.so, …-aarch64-linux-gnu.so),
 # so one package runs on either, whatever the template's Architecture parameter says (sam does
 # not tell make which one it is building for).
+#
+# Bytecode: Lambda's task root (/var/task) is read-only, so a package without bytecode is compiled
+# from source on every cold start and the result thrown away. Every .py is therefore compiled here,
+# by the runtime's own Python version (the magic number must match), into __pycache__ as
+# unchecked-hash .pyc: the importer then loads it without looking at the source's mtime (zip
+# extraction does not keep it) or hashing the source. The code objects name /var/task/... rather
+# than this machine's build directory. A .py edited inside the package after the build would not
+# be noticed: rebuild instead.
 
 PYTHON ?= python3.12
 LAMBDA_PYTHON_VERSION ?= 3.12
+LAMBDA_TASK_ROOT ?= /var/task
 PLATFORMS ?= manylinux2014_x86_64 manylinux2014_aarch64
 PIP_FLAGS ?= --quiet --disable-pip-version-check --no-compile
 
-.PHONY: build-InfluxSinkFunction check-artifacts-dir
+.PHONY: build-InfluxSinkFunction check-artifacts-dir check-python
 
 check-artifacts-dir:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run through sam build)" >&2; exit 1; }
 
-build-InfluxSinkFunction: check-artifacts-dir
+check-python:
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && test "$$v" = "$(LAMBDA_PYTHON_VERSION)" || \
+	  { echo "$(PYTHON) is Python $$v; the bytecode must be compiled by the runtime's Python $(LAMBDA_PYTHON_VERSION)" >&2; exit 1; }
+
+build-InfluxSinkFunction: check-artifacts-dir check-python
 	@set -e; \
 	work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
 	$(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
@@ -36,4 +49,6 @@ build-InfluxSinkFunction: check-artifacts-dir
 	done; \
 	rm -rf "$(ARTIFACTS_DIR)/bin"; \
 	cp -R handler kcql "$(ARTIFACTS_DIR)/"; \
-	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +; \
+	root=$$(cd "$(ARTIFACTS_DIR)" && pwd -P); \
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash -s "$$root" -p "$(LAMBDA_TASK_ROOT)" "$$root"
