@@ -10,6 +10,7 @@ exceptions into ``KcqlSyntaxError`` with line, column, the statement and a caret
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import pyparsing as pp
@@ -65,11 +66,52 @@ def _fail(s: str, loc: int, msg: str) -> pp.ParseFatalException:
 
 
 def _found(text: str, loc: int) -> str:
-    """The token at ``loc``, quoted, for "found ..." in messages."""
+    """The token at ``loc``, quoted, for "found ..." in messages; a lone character that is not
+    printable ASCII is also named by its code point (a curly quote or an invisible character
+    pasted from a web page looks like nothing, or like an ordinary quote, in the message)."""
     if loc >= len(text):
         return "the end"
     m = re.match(r"`[^`]*`|'[^']*'|[\w\-.+/:@{}]+|\S", text[loc:])
-    return repr(m.group(0)) if m else "the end"
+    if not m:
+        return "the end" if text[loc:].isspace() else _char(text[loc])
+    token = m.group(0)
+    return _char(token) if len(token) == 1 and not (token.isascii() and token.isprintable()) else repr(token)
+
+
+def _char(ch: str) -> str:
+    """``'‘' (U+2018 LEFT SINGLE QUOTATION MARK)``: a character named so that it can be found."""
+    name = unicodedata.name(ch, "")
+    return f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''})"
+
+
+# Whitespace pyparsing does not skip by itself: every other Unicode space (no-break space U+00A0,
+# the U+2000..U+200A spaces, ideographic space, line/paragraph separators, ...), and the invisible
+# zero-width space and byte-order mark that come with text pasted from web pages and editors.
+# (Spelled out: computing it from str.isspace over every code point costs ~80 ms of cold start;
+# tests/test_kcql.py checks the list against str.isspace.)
+_OTHER_SPACE = frozenset("\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+                         "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u200b\ufeff")
+
+_OTHER_SPACE_RE = re.compile("[" + re.escape("".join(sorted(_OTHER_SPACE))) + "]")
+
+
+def _plain_spaces(text: str) -> str:
+    """``text`` with every whitespace character outside a quoted name (backticks) or value (single
+    quotes) replaced by a plain space: one character for one, so lines and columns stay those of
+    the text as written. Inside quotes every character is kept: it is part of a name or a value."""
+    if not _OTHER_SPACE_RE.search(text):
+        return text
+    out = list(text)
+    quote = ""
+    for i, ch in enumerate(out):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "`'":
+            quote = ch
+        elif ch in _OTHER_SPACE:
+            out[i] = " "
+    return "".join(out)
 
 
 def _kw(word: str) -> pp.ParserElement:
@@ -204,9 +246,21 @@ UNIT = pp.Regex(r"(?i)(?:" + "|".join(u.name for u in TimeUnit) + r")(?![\w])").
 UNIT.set_parse_action(lambda t: TimeUnit[t[0].upper()])
 SYS_TIME = pp.Regex(r"(?i)sys_time\s*\(\s*\)").set_parse_action(lambda: "sys_time")
 
+# Typographic quotes (a word processor's or web page's 'x'): never meant as part of a bare value.
+_CURLY_QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2032\u2033\u00b4"
+
+
+def _bare_value(s: str, loc: int, toks: pp.ParseResults) -> str:
+    text: str = toks[0]
+    for i, ch in enumerate(text):
+        if ch in _CURLY_QUOTES:
+            raise _fail(s, loc + i, f"found {_char(ch)} in a tag value: quote values with ' (U+0027)")
+    return text
+
+
 CONSTANT_VALUE = (pp.Regex(r"'(?:[^']|'')*'").set_parse_action(lambda t: t[0][1:-1].replace("''", "'"))
                   | _unclosed("quote")
-                  | pp.Regex(r"""[^\s,();'"]+""")).set_name("a tag value")
+                  | pp.Regex(r"""[^\s,();'"]+""").set_parse_action(_bare_value)).set_name("a tag value")
 CONSTANT_TAG = (_name("a tag name") + pp.Suppress("=") - CONSTANT_VALUE).set_parse_action(
     lambda s, loc, t: [(loc, ConstantTag(key=t[0], value=t[1]))])
 PATH_TAG = (_path(reserved=_NONE) + pp.Optional(AS.suppress() - TAG_ALIAS)).set_parse_action(
@@ -343,9 +397,12 @@ def _statement_start(text: str, loc: int) -> int:
 
 
 def parse(text: str) -> tuple[Statement, ...]:
-    """Parse a whole ``connect.influx.kcql`` value; every character must be understood."""
+    """Parse a whole ``connect.influx.kcql`` value; every character must be understood.
+
+    Any Unicode whitespace counts as whitespace outside quotes (see ``_plain_spaces``); errors
+    quote the text as written."""
     try:
-        result = KCQL.parse_string(text, parse_all=True)
+        result = KCQL.parse_string(_plain_spaces(text), parse_all=True)
     except pp.ParseBaseException as err:
         loc = min(err.loc, len(text))
         msg = err.msg

@@ -537,3 +537,60 @@ def test_upstream_silently_lost_clauses_out_of_order_here_they_work() -> None:
     # Upstream lost the timestamp in `... WITHTAG(a) WITHTIMESTAMP ts`.
     s = one(f"{BASE} WITHTAG(a) WITHTIMESTAMP ts")
     assert (s.tags, s.timestamp) == ((PathTag(value("a")),), value("ts"))
+
+
+# ------------------------------------------------------------------ Unicode whitespace and look-alike characters
+
+UNICODE_SPACES = ["\u00a0", "\u2002", "\u2003", "\u2009", "\u202f", "\u3000", "\u200b", "\ufeff", "\x0b", "\x0c",
+                  "\u2028", "\u1680"]
+
+
+@pytest.mark.parametrize("space", UNICODE_SPACES)
+def test_unicode_whitespace_between_tokens_is_whitespace(space: str) -> None:
+    text = (f"{space}INSERT{space}INTO m{space}SELECT{space}*{space}FROM t{space}WITHTAG({space}a{space},"
+            f"{space}b=c){space}WITHTIMESTAMP{space}ts{space}")
+    s = one(text)
+    assert (s.measurement, s.topic, s.fields) == ("m", "t", (STAR,))
+    assert s.tags == (PathTag(value("a")), ConstantTag("b", "c"))
+    assert s.timestamp == value("ts")
+
+
+def test_unicode_whitespace_inside_quotes_is_kept() -> None:
+    s = one("INSERT INTO m SELECT `a\u00a0b` FROM t WITHTAG(c='eu\u00a0west')")
+    assert s.fields == (SelectField(Path(Source.VALUE, ("a\u00a0b",), "`a\u00a0b`")),)
+    assert s.tags == (ConstantTag("c", "eu\u00a0west"),)
+
+
+def test_a_no_break_space_splits_a_name_like_a_space_and_errors_quote_the_text_as_written() -> None:
+    text = "INSERT INTO m SELECT a\u00a0b FROM t"
+    err = error(text)
+    assert (err.reason, err.column) == ("expected ',' or FROM, found 'b'", 24)
+    assert str(err).splitlines()[1:] == [f"  {text}", "  " + " " * 23 + "^"]
+
+
+@pytest.mark.parametrize("char, name", [
+    ("\u2060", "U+2060 WORD JOINER"),
+    ("\u00ad", "U+00AD SOFT HYPHEN"),
+    ("\u2018", "U+2018 LEFT SINGLE QUOTATION MARK"),
+    ("\u201c", "U+201C LEFT DOUBLE QUOTATION MARK"),
+    ("\x00", "U+0000"),
+])
+def test_a_character_that_cannot_be_read_is_named_at_its_column(char: str, name: str) -> None:
+    text = f"INSERT INTO m SELECT a{char}b FROM t"
+    err = error(text)
+    assert err.column == 23 and name in err.reason and "the end" not in err.reason
+    assert str(err).splitlines()[-1] == "  " + " " * 22 + "^"
+
+
+def test_curly_quotes_around_a_tag_value_are_named() -> None:
+    err = error("INSERT INTO m SELECT * FROM t WITHTAG(dc=\u2018eu\u2019)")
+    assert err.column == 42
+    assert err.reason == ("found '\u2018' (U+2018 LEFT SINGLE QUOTATION MARK) in a tag value: quote values with "
+                          "' (U+0027)")
+
+
+def test_other_space_list_is_every_unicode_space() -> None:
+    from kcql.grammar import _OTHER_SPACE
+
+    every = {chr(c) for c in range(0x110000) if chr(c).isspace()} - set(" \t\r\n")
+    assert every | {"\u200b", "\ufeff"} == _OTHER_SPACE
