@@ -4,6 +4,10 @@
     influx-sink event --topic t < values.jsonl > ev.json  JSON lines → a Kafka event (SAM has no generator)
     influx-sink invoke ev.json --env-vars events/env.json run the handler as `sam local invoke` would
     influx-sink invoke ev.json --dry-run                  print the line protocol instead of writing it
+    influx-sink frame confluent --id 1 --schema S '{...}' an Avro payload as a producer frames it
+
+Every error is one readable message on stderr, with exit code 1 (the command failed) or 2 (bad
+input or usage); Ctrl-C exits with 130. None of them prints a traceback.
 
 The Lambda never imports this module, and this module imports the handler's heavy parts only in
 the subcommand that needs them, so ``influx-sink kcql`` starts fast and the cold start is untouched.
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 
 PROG = "influx-sink"
 FUNCTION_ID = "InfluxSinkFunction"  # the function's logical id in template.yaml and env.json
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 Subparsers = Any  # argparse._SubParsersAction: private in typeshed, so not named here
 Registrar = Callable[[Subparsers], argparse.ArgumentParser]
@@ -50,7 +54,8 @@ def add_kcql_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         description="Parse connect.influx.kcql and explain each statement: topic, measurement, fields, tags, "
                     "timestamp. A syntax error is shown with its line, column and a caret; the exit code is 1.")
     parser.add_argument("statement", help="the KCQL text ('-' reads it from stdin)")
-    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the explanation as JSON; an error too, as {\"error\": {...}} on stdout")
     parser.set_defaults(func=run_kcql)
     return parser
 
@@ -62,7 +67,10 @@ def run_kcql(args: argparse.Namespace) -> int:
     try:
         statements = parse(text)
     except KcqlError as err:
-        print(err, file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": error_json(err)}, indent=2))
+        else:
+            print(err, file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print(json.dumps([explain_json(s) for s in statements], indent=2))
@@ -73,6 +81,15 @@ def run_kcql(args: argparse.Namespace) -> int:
             print(f"Statement {i} of {len(statements)} (line {s.line}, column {s.column})")
             print("\n".join(explain_lines(s)))
     return EXIT_OK
+
+
+def error_json(err: Exception) -> dict[str, Any]:
+    """A KCQL error for ``--json``: the full message, and where it is when the parser located it."""
+    doc: dict[str, Any] = {"type": type(err).__name__, "message": str(err)}
+    for attr in ("reason", "line", "column"):
+        if hasattr(err, attr):
+            doc[attr] = getattr(err, attr)
+    return doc
 
 
 def _describe_field(field: Any) -> str:
@@ -151,8 +168,8 @@ def add_event_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         description="Read one record value per line (JSON) from stdin and print a Kafka event shaped like the "
                     "MSK (or self-managed) event source's, for `sam local invoke -e` and `influx-sink invoke`. "
                     "A line `null` is a tombstone; empty lines are skipped.")
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--partition", type=int, default=0)
+    parser.add_argument("--topic", required=True, help="the topic of every record (required)")
+    parser.add_argument("--partition", type=int, default=0, help="the partition of every record (default 0)")
     parser.add_argument("--offset", type=int, default=0, help="offset of the first record (default 0)")
     parser.add_argument("--key", help="the key of every record, as UTF-8 text (default: no key)")
     parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
@@ -167,7 +184,9 @@ def add_event_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                              "for connect.influx.value.avro.schema")
     parser.add_argument("--self-managed", action="store_true",
                         help="a self-managed Kafka event (eventSource SelfManagedKafka, no eventSourceArn)")
-    parser.add_argument("--bootstrap-servers", default="b-1.demo.kafka.us-east-1.amazonaws.com:9092")
+    parser.add_argument("--bootstrap-servers", default="b-1.demo.kafka.us-east-1.amazonaws.com:9092",
+                        metavar="HOST:PORT,...",
+                        help="the event's bootstrapServers (default: a sample MSK broker; nothing is contacted)")
     parser.set_defaults(func=run_event)
     return parser
 
@@ -189,7 +208,9 @@ def _avro_encoder(schema_file: str, schema_id: int | None) -> Callable[[Any], by
         try:
             validate(value, parsed, raise_errors=True)
         except ValidationError as err:
-            raise UsageError(f"the value does not match the schema: {err}") from None
+            from handler.decode.frame import validation_text
+
+            raise UsageError(f"the value does not match the schema: {validation_text(err)}") from None
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, parsed, value)
         return frame + buf.getvalue()
@@ -209,8 +230,13 @@ def read_values(stream: IO[str]) -> Iterator[tuple[int, Any, str]]:
             raise UsageError(f"stdin line {n} is not JSON: {err}") from None
 
 
+WAITING_HINT = (f"{PROG} event: waiting for record values on stdin, one JSON document per line; end with Ctrl-D "
+                f"(or pipe a file: {PROG} event --topic T < values.jsonl)")
+
+
 def run_event(args: argparse.Namespace) -> int:
     from handler.eventgen import Rec, build_event
+
 
     if args.schema_id is not None and not 0 <= args.schema_id < 2**32:
         raise UsageError("--schema-id must be between 0 and 4294967295")
@@ -229,6 +255,8 @@ def run_event(args: argparse.Namespace) -> int:
         headers.append((name, value.encode("utf-8")))
     key = None if args.key is None else args.key.encode("utf-8")
     ts = int(time.time() * 1000) if args.timestamp is None else args.timestamp
+    if sys.stdin.isatty():  # a person at a terminal: say what is awaited instead of waiting silently
+        print(WAITING_HINT, file=sys.stderr, flush=True)
     records = []
     for i, (n, value, raw) in enumerate(read_values(sys.stdin)):
         # JSON values keep the line's own bytes (number spelling, key order), as a producer sent them.
@@ -252,14 +280,21 @@ def add_invoke_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         description="Run handler.app.lambda_handler on EVENT with the variables of --env-vars (SAM's format: "
                     f'{{"{FUNCTION_ID}": {{...}}}} and/or {{"Parameters": {{...}}}}) over the current '
                     "environment. The response goes to stdout, logs and metrics to stderr. A function "
-                    "error prints Lambda's error object and exits 1.")
+                    "error prints Lambda's error object on stdout and the error itself on stderr, and "
+                    "exits 1.")
     parser.add_argument("event", help="event JSON file ('-' for stdin)")
     parser.add_argument("--env-vars", metavar="FILE", help="environment variables file (SAM --env-vars format)")
     parser.add_argument("--function", default=FUNCTION_ID, help=f"section of --env-vars to use (default {FUNCTION_ID})")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                         help="the context's remaining time at the start (default 120, the template's Timeout)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the line protocol the event maps to instead of writing it (no network)")
+                        help="print the lines the handler would write, under the error policy, instead of "
+                             "writing them; contacts nothing (no InfluxDB, no schema registry, no AWS), so "
+                             "connect.influx.url is not needed and Avro in Confluent or Glue framing needs "
+                             "--schema")
+    parser.add_argument("--schema", action="append", default=[], metavar="ID=FILE",
+                        help="with --dry-run: the Avro schema (.avsc) of a Confluent schema id (digits) or an "
+                             "AWS Glue schema version id (a UUID); repeatable")
     parser.set_defaults(func=run_invoke)
     return parser
 
@@ -340,11 +375,14 @@ class LocalContext:
 
 
 def run_invoke(args: argparse.Namespace) -> int:
+    if args.schema and not args.dry_run:
+        raise UsageError("--schema goes with --dry-run (a real invocation fetches schemas from the registry)")
+    schemas = offline_schemas(args.schema)
     event = _load_event(args.event)
     overrides = load_env_vars(args.env_vars, args.function) if args.env_vars else {}
     with patched_environ(overrides):
         if args.dry_run:
-            return dry_run(event, os.environ)
+            return dry_run(event, os.environ, schemas)
         return _invoke(event, LocalContext(args.function, args.timeout))
 
 
@@ -353,15 +391,14 @@ def _invoke(event: Any, context: LocalContext) -> int:
     real_stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
         from handler import app
-        from handler.errors import SinkError
 
         app.reset_runtime()
         try:
             response = app.lambda_handler(event, context)
-        except (SinkError, ValueError, OSError) as err:
-            # What Lambda answers for a function error; the event source then retries the batch.
+        except Exception as err:  # what Lambda turns into a function error; the event source retries
             failure = {"errorMessage": str(err), "errorType": type(err).__name__}
             print(json.dumps(failure, indent=2), file=real_stdout)
+            print(f"{PROG} invoke: function error ({type(err).__name__}): {err}", file=sys.stderr)
             return EXIT_FAILED
         finally:
             with contextlib.suppress(Exception):
@@ -370,37 +407,172 @@ def _invoke(event: Any, context: LocalContext) -> int:
     return EXIT_OK
 
 
-def dry_run(event: Any, environ: Mapping[str, str]) -> int:
-    """Map the event with the real settings, plan and encoder; print lines, never write them."""
+# ---------------------------------------------------------------- invoke --dry-run
+
+# Stand-ins for the target settings a dry run does not use (it writes nothing): only the
+# settings that shape the lines must be given.
+DRY_RUN_TARGET = {"CONNECT_INFLUX_URL": "http://dry-run.invalid", "CONNECT_INFLUX_DB": "dry-run"}
+
+
+def offline_schemas(specs: Sequence[str]) -> dict[str, Any]:
+    """``ID=FILE`` options → schema id (Confluent digits or Glue UUID, as text) → parsed schema."""
+    if not specs:
+        return {}
+    from handler.decode.avro import SchemaProblem, parse
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        sid, sep, path = spec.partition("=")
+        sid = sid.strip().lower()
+        if not sep or not path or not (sid.isdigit() or _is_uuid(sid)):
+            raise UsageError(f"--schema {spec!r}: expected ID=FILE, ID a Confluent schema id (digits) or an AWS "
+                             "Glue schema version id (a UUID)")
+        if sid.isdigit():
+            sid = str(int(sid))
+        try:
+            with open(path, encoding="utf-8") as fh:
+                out[sid] = parse(fh.read(), f"--schema {sid}={path}")
+        except OSError as err:
+            raise UsageError(f"--schema {spec}: {path}: {err.strerror or err}") from None
+        except SchemaProblem as err:
+            raise UsageError(str(err)) from None
+    return out
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+class OfflineSchemas:
+    """The schemas of ``--schema``, answering as a registry would, without any network.
+
+    Stands in for both the Confluent and the Glue registry of the dry run's decoder; a schema
+    that was not given fails its record (kind ``decode``), saying how to give it.
+    """
+
+    def __init__(self, schemas: Mapping[str, Any]) -> None:
+        self.schemas = dict(schemas)
+
+    def schema(self, schema_id: int | str, what: str) -> Any:
+        from handler.errors import RecordError
+
+        key = str(schema_id).lower()
+        found = self.schemas.get(key)
+        if found is None:
+            label = f"schema id {key}" if key.isdigit() else f"AWS Glue schema version {key}"
+            raise RecordError(f"{what} needs {label}, and --dry-run contacts no schema registry: give it with "
+                              f"--schema {key}=FILE", "decode")
+        return found
+
+
+def _offline_decoder(settings: Any, schemas: OfflineSchemas) -> Any:
+    """The settings' decoder with every registry look-up answered by ``schemas``."""
     from handler.decode import Decoder
-    from handler.delivery import map_records
-    from handler.errors import ConfigError, Failure
+
+    class OfflineDecoder(Decoder):
+        def _confluent_registry(self, what: str, schema_id: int) -> Any:
+            return schemas
+
+        def _glue_registry(self) -> Any:
+            return schemas
+
+    return OfflineDecoder.from_settings(settings)
+
+
+def _dry_run_writer() -> Any:
+    """A writer that keeps the lines the handler hands it, in order, and stores them nowhere."""
+    from handler.influx import HttpTarget, LineWriter
+
+    class KeepLines(LineWriter):
+        def __init__(self) -> None:
+            super().__init__(HttpTarget(DRY_RUN_TARGET["CONNECT_INFLUX_URL"]))
+            self.kept: list[str] = []
+
+        def _send(self, lines: Sequence[str], read_timeout: float | None) -> tuple[int, str, float | None]:
+            self.kept.extend(lines)
+            return 204, "", None
+
+    return KeepLines()
+
+
+@contextlib.contextmanager
+def _quiet_delivery_log() -> Iterator[None]:
+    """The delivery stage logs each failure; the dry run prints them itself, once each."""
+    import logging
+
+    logger = logging.getLogger("handler.delivery")
+    before = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = before
+
+
+def dry_run(event: Any, environ: Mapping[str, str], schemas: Mapping[str, Any] | None = None) -> int:
+    """Run the batch through the real settings, plan, encoder and error policy, writing nothing.
+
+    stdout gets the lines InfluxDB would receive (none under THROW when a record fails); stderr
+    gets each failed record, the handler's response or error, and a summary. The exit code is
+    what ``invoke`` would give: 1 when the invocation would fail, else 0.
+    """
+    from handler.delivery import run_batch
+    from handler.errors import BatchFailed, ConfigError, Failure
     from handler.mapping import Plan
     from handler.records import EventError, parse_event
     from handler.settings import load
 
+    env = dict(environ)
+    for name, stand_in in DRY_RUN_TARGET.items():
+        if not env.get(name):
+            env[name] = stand_in
     try:
-        settings = load(environ)
+        settings = load(env)
+        plan = Plan(settings.statements, _offline_decoder(settings, OfflineSchemas(schemas or {})))
     except ConfigError as err:
-        print(f"{PROG} invoke --dry-run: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(err)) from None
     try:
         records = parse_event(event)
     except EventError as err:
         raise UsageError(str(err)) from None
-    plan = Plan(settings.statements, Decoder.from_settings(settings))
-    failures: list[Failure] = []
-    lines = map_records(records, plan, failures)
-    out = sys.stdout
-    for ls in lines:
-        for line in ls or ():
-            out.write(line + "\n")
+    writer = _dry_run_writer()
+    policy = settings.error_policy
+    failures: list[Failure]
+    with _quiet_delivery_log():
+        try:
+            result = run_batch(records, plan, writer, policy)
+        except BatchFailed as err:
+            failures, response, written = err.failures, None, 0
+            error: BatchFailed | None = err
+        else:
+            failures, response, written, error = result.failures, result.response, len(writer.kept), None
+    for line in writer.kept:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
     for f in failures:
         print(f"record failed ({f.kind}): {f}", file=sys.stderr)
-    n_lines = sum(len(ls) for ls in lines if ls)
-    print(f"{len(records)} record(s) -> {n_lines} line(s); {plan.stats.tombstones} tombstone(s), "
-          f"{len(failures)} failed; nothing written (--dry-run)", file=sys.stderr)
-    return EXIT_FAILED if failures else EXIT_OK
+    summary = (f"{len(records)} record(s), {plan.stats.tombstones} tombstone(s), {len(failures)} failed; "
+               f"{written} line(s) would be written under {policy}; nothing written (--dry-run)")
+    if error is not None:
+        print(f"{PROG} invoke --dry-run: the invocation would fail ({type(error).__name__}): {error}\n{summary}"
+              + ("\n(CONNECT_INFLUX_ERROR_POLICY=NOOP shows the lines of the records that map)"
+                 if written == 0 and len(failures) < len(records) else ""), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"response: {json.dumps(response)}\n{summary}", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- frame
+
+
+def add_frame_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    from handler.decode import frame
+
+    return frame.add_parser(subparsers)
 
 
 # ---------------------------------------------------------------- wiring
@@ -432,7 +604,7 @@ def _fail(message: str) -> int:
 
 
 def registrars() -> list[Registrar]:
-    found: list[Registrar] = [add_kcql_parser, add_event_parser, add_invoke_parser]
+    found: list[Registrar] = [add_kcql_parser, add_event_parser, add_invoke_parser, add_frame_parser]
     consume = _consume_registrar()
     if consume is not None:
         found.append(consume)
@@ -448,15 +620,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> None:
+    """stdout's reader went away (`influx-sink event ... | head`): stop writing to it quietly."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    command = PROG
     try:
+        args = build_parser().parse_args(argv)
+        command = f"{PROG} {args.command}"
         code: int = args.func(args)
+        sys.stdout.flush()
     except UsageError as err:
-        print(f"{PROG} {args.command}: {err}", file=sys.stderr)
+        print(f"{command}: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # `influx-sink event ... | head`
+    except KeyboardInterrupt:
+        print(f"\n{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _stdout_gone()
         return EXIT_OK
+    except OSError as err:  # a file or terminal that cannot be read or written
+        print(f"{command}: {err}", file=sys.stderr)
+        return EXIT_FAILED
     return code
 
 

@@ -1,6 +1,8 @@
-"""The ``influx-sink`` CLI: kcql, event and invoke, against the real parser, fastavro and InfluxDB.
+"""The ``influx-sink`` CLI: kcql, event, invoke and frame, against the real parser, fastavro,
+registry and InfluxDB.
 
 ``invoke`` runs in a child process, as a developer runs it: its stdout must hold the response alone.
+Every error is one readable message on stderr (exit 1 or 2), never a traceback; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import base64
 import io
 import json
 import os
+import pty
+import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,11 @@ import fastavro
 import pytest
 
 from handler import cli
+from handler.decode.avro import confluent_frame, glue_frame, write_body
 from handler.records import parse_event
 from tests.conftest import ROOT, query_points
+
+pytest_plugins = ["tests.fixtures_registry"]
 
 SEED_KCQL = "INSERT INTO influxMeasure SELECT * FROM influx-topic WITHTIMESTAMP sys_time()"
 SEED_VALUE = {"company": "DataMountaineer", "address": "MontainTop", "latitude": -49.817964,
@@ -38,11 +46,26 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
     return code, out, err
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m handler.cli ARGS`` with no CONNECT_* variables inherited from the test process."""
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without CONNECT_* / POWERTOOLS_* variables, plus ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "POWERTOOLS_"))}
-    return subprocess.run([sys.executable, "-m", "handler.cli", *args], cwd=ROOT, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=60, check=False)
+    return {**base, **(env or {})}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """``python -m handler.cli ARGS`` with no CONNECT_* variables inherited from the test process."""
+    return subprocess.run([sys.executable, "-m", "handler.cli", *args], cwd=ROOT, env=clean_env(env),
+                          capture_output=True, text=True, timeout=60, check=False, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL)
+
+
+def assert_one_message(proc: subprocess.CompletedProcess[str], code: int, *parts: str) -> None:
+    """A failed command: its exit code, readable text on stderr naming ``parts``, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "\\n" not in proc.stderr, proc.stderr
+    for part in parts:
+        assert part in proc.stderr, proc.stderr
 
 
 def write_env(tmp_path: Path, section: dict[str, str], name: str = "InfluxSinkFunction") -> str:
@@ -86,6 +109,18 @@ def test_kcql_json_lists_every_part(capsys: pytest.CaptureFixture[str], monkeypa
 def test_kcql_reads_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run_main(["kcql", "-"], capsys, monkeypatch, stdin=SEED_KCQL + "\n")
     assert code == 0 and "influxMeasure" in out
+
+
+def test_kcql_json_prints_an_error_as_json(capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    kcql = "INSERT INTO m SELECT * FROM t WITHTARGET company"
+    code, out, err = run_main(["kcql", "--json", kcql], capsys, monkeypatch)
+    assert code == 1 and err == ""
+    error = json.loads(out)["error"]
+    assert error["type"] == "KcqlSyntaxError"
+    assert (error["line"], error["column"]) == (1, 42)
+    assert error["reason"] == "expected '=' after WITHTARGET, found 'company'"
+    assert error["message"].splitlines()[1] == "  " + kcql
 
 
 @pytest.mark.parametrize(("kcql", "line", "column"), [
@@ -271,30 +306,203 @@ def test_invoke_dry_run_prints_line_protocol_and_writes_nothing(influx: Any, db:
         'influxMeasure,company=Lenses company="Lenses",address="Basecamp",latitude=51.507352,longitude=-0.127759,'
         'tags0="eu",tags1="uk" 1732000004000000000',
     ]
-    assert "5 record(s) -> 4 line(s); 1 tombstone(s), 0 failed" in proc.stderr
+    assert 'response: {"batchItemFailures": []}' in proc.stderr
+    assert "5 record(s), 1 tombstone(s), 0 failed; 4 line(s) would be written under THROW" in proc.stderr
     assert query_points(influx, db, "SHOW MEASUREMENTS") == []
 
 
-def test_invoke_dry_run_needs_no_server_and_names_failed_records(tmp_path: Path) -> None:
+def _mixed_event(tmp_path: Path) -> str:
+    """Partition 0: a good record, one that is not JSON, a good one; partition 1: one good record."""
+    def rec(partition: int, offset: int, value: bytes) -> dict[str, Any]:
+        return {"topic": "t", "partition": partition, "offset": offset, "timestamp": offset,
+                "value": base64.b64encode(value).decode()}
+
     event = tmp_path / "ev.json"
-    event.write_text(json.dumps({"eventSource": "aws:kafka", "records": {"t-0": [
-        {"topic": "t", "partition": 0, "offset": 1, "timestamp": 1, "value": base64.b64encode(b'{"a": 1}').decode()},
-        {"topic": "t", "partition": 0, "offset": 2, "timestamp": 2, "value": base64.b64encode(b"[1,").decode()}]}}))
-    # Port 9 on loopback: nothing listens; a dry run must not try.
+    event.write_text(json.dumps({"eventSource": "aws:kafka", "records": {
+        "t-0": [rec(0, 1, b'{"a": 1}'), rec(0, 2, b"[1,"), rec(0, 3, b'{"a": 3}')],
+        "t-1": [rec(1, 7, b'{"a": 7}')]}}))
+    return str(event)
+
+
+@pytest.mark.parametrize(("policy", "code", "lines", "response"), [
+    # THROW: a record error fails the invocation and nothing of the batch is written.
+    ("THROW", 1, [], None),
+    # RETRY: per partition, only the records before the failed one; it and the later ones are reported.
+    ("RETRY", 0, ["m a=1i 1000000", "m a=7i 7000000"],
+     {"batchItemFailures": [{"itemIdentifier": {"partition": "t-0", "offset": 2}},
+                            {"itemIdentifier": {"partition": "t-0", "offset": 3}}]}),
+    # NOOP: every good record is written, nothing is reported.
+    ("NOOP", 0, ["m a=1i 1000000", "m a=3i 3000000", "m a=7i 7000000"], {"batchItemFailures": []}),
+])
+def test_invoke_dry_run_honours_the_error_policy_and_needs_no_url(
+        policy: str, code: int, lines: list[str], response: dict[str, Any] | None, tmp_path: Path) -> None:
+    # No URL, no database: a dry run writes nothing, so it needs only what shapes the lines.
     env = write_env(tmp_path, {"CONNECT_INFLUX_KCQL": "INSERT INTO m SELECT a FROM t WITHTIMESTAMP _timestamp",
-                               "CONNECT_INFLUX_URL": "http://127.0.0.1:9", "CONNECT_INFLUX_DB": "none"})
-    proc = run_cli("invoke", str(event), "--env-vars", env, "--dry-run")
-    assert proc.returncode == 1
-    assert proc.stdout == "m a=1i 1000000\n"
+                               "CONNECT_INFLUX_ERROR_POLICY": policy})
+    proc = run_cli("invoke", _mixed_event(tmp_path), "--env-vars", env, "--dry-run")
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout.splitlines() == lines
+    assert "Traceback" not in proc.stderr
     assert "record failed (decode): topic=t partition=0 offset=2: value is not valid JSON" in proc.stderr
+    if response is None:
+        assert "the invocation would fail (BatchFailed): 1 record(s) failed" in proc.stderr
+    else:
+        assert f"response: {json.dumps(response)}" in proc.stderr
 
 
 def test_invoke_dry_run_bad_settings(tmp_path: Path) -> None:
     env = write_env(tmp_path, {"CONNECT_INFLUX_KCQL": "INSERT INTO m SELECT * FROM", "CONNECT_INFLUX_URL": "nope"})
     proc = run_cli("invoke", "events/msk-json.json", "--env-vars", env, "--dry-run")
-    assert proc.returncode == 2
-    for name in ("CONNECT_INFLUX_KCQL", "CONNECT_INFLUX_URL", "CONNECT_INFLUX_DB"):
-        assert name in proc.stderr
+    assert_one_message(proc, 2, "CONNECT_INFLUX_KCQL", "CONNECT_INFLUX_URL", "\n  INSERT INTO m SELECT * FROM\n")
+    assert "CONNECT_INFLUX_DB" not in proc.stderr  # a dry run needs no database
+    assert proc.stdout == ""
+
+
+SEED_ENV = {"CONNECT_INFLUX_KCQL": SEED_KCQL}
+
+
+def test_invoke_dry_run_contacts_no_registry_and_takes_schemas_offline(registry: Any, tmp_path: Path) -> None:
+    sid = registry.register("influx-topic-value", USER_SCHEMA)
+    event = tmp_path / "ev.json"
+    event.write_text(json.dumps(cli_event(confluent_frame(sid, write_body(USER_SCHEMA, SEED_VALUE)))))
+    schema = tmp_path / "user.avsc"
+    schema.write_text(json.dumps(USER_SCHEMA))
+    env = write_env(tmp_path, {**SEED_ENV, "CONNECT_INFLUX_SCHEMA_REGISTRY_URL": registry.url})
+
+    proc = run_cli("invoke", str(event), "--env-vars", env, "--dry-run")
+    assert_one_message(proc, 1, f"value needs schema id {sid}, and --dry-run contacts no schema registry: give it "
+                                f"with --schema {sid}=FILE")
+    assert proc.stdout == ""
+
+    proc = run_cli("invoke", str(event), "--env-vars", env, "--dry-run", "--schema", f"{sid}={schema}")
+    assert proc.returncode == 0, proc.stderr
+    fields = proc.stdout.split(" ")[1]
+    assert fields == ('company="DataMountaineer",address="MontainTop",latitude=-49.817962646484375,'
+                      "longitude=-141.64581298828125")
+    assert registry.requests == {}  # the registry the settings name was never asked
+
+
+def test_invoke_dry_run_glue_framing_offline_imports_no_boto3(tmp_path: Path) -> None:
+    version = str(uuid.uuid4())
+    event = tmp_path / "ev.json"
+    event.write_text(json.dumps(cli_event(glue_frame(version, write_body(USER_SCHEMA, SEED_VALUE), compress=True))))
+    schema = tmp_path / "user.avsc"
+    schema.write_text(json.dumps(USER_SCHEMA))
+    env = write_env(tmp_path, SEED_ENV)
+    code = ("import sys; from handler import cli; rc = cli.main(sys.argv[1:]); "
+            "print('boto3' in sys.modules, file=sys.stderr); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "invoke", str(event), "--env-vars", env, "--dry-run",
+                           "--schema", f"{version.upper()}={schema}"], cwd=ROOT, env=clean_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith('influxMeasure company="DataMountaineer",address="MontainTop",latitude=-49.8179')
+    assert proc.stderr.rstrip().endswith("False")  # AWS Glue was not even imported
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--schema", "1=x.avsc"], "--schema goes with --dry-run"),
+    (["--dry-run", "--schema", "nope"], "expected ID=FILE"),
+    (["--dry-run", "--schema", "1=/does/not/exist.avsc"], "/does/not/exist.avsc: No such file or directory"),
+    (["--dry-run", "--schema", "1=README.md"], "--schema 1=README.md is not JSON"),
+])
+def test_invoke_schema_option_errors(argv: list[str], message: str) -> None:
+    assert_one_message(run_cli("invoke", "events/msk-json.json", *argv), 2, message)
+
+
+def cli_event(value: bytes) -> dict[str, Any]:
+    from handler.eventgen import Rec, build_event
+
+    return build_event([Rec("influx-topic", 0, 0, value)])
+
+
+def test_invoke_function_error_is_readable_on_stderr(tmp_path: Path) -> None:
+    env = write_env(tmp_path, {"CONNECT_INFLUX_KCQL": "INSERT INTO m SELECT * FROM t WITHTARGET company"})
+    proc = run_cli("invoke", "events/msk-json.json", "--env-vars", env)
+    assert proc.returncode == 1
+    # Before it: the handler's own logs (JSON lines, as in CloudWatch). The message itself is text.
+    message = proc.stderr[proc.stderr.index("influx-sink invoke: function error (ConfigError): "):]
+    assert message.startswith("influx-sink invoke: function error (ConfigError): invalid settings:\n- ")
+    assert "\n  INSERT INTO m SELECT * FROM t WITHTARGET company\n" in message
+    assert "\\n" not in message and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["errorType"] == "ConfigError"  # Lambda's error object, as sam prints it
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (["invoke", "/does/not/exist.json"], 2, "influx-sink invoke: event /does/not/exist.json: [Errno 2]"),
+    (["invoke", "README.md", "--dry-run"], 2, "influx-sink invoke: event README.md: Expecting value"),
+    (["invoke", "events/msk-json.json", "--env-vars", "README.md"], 2, "--env-vars README.md: Expecting value"),
+    (["kcql", "INSERT INTO m SELECT"], 1, "KCQL syntax error at line 1"),
+    (["event", "--topic", "t", "--format", "avro", "--schema", "README.md"], 2, "--schema README.md"),
+    (["frame", "confluent", "--id", "1", "--schema", "events/schemas/user.avsc", "{bad"], 2,
+     "influx-sink frame: the record is not JSON"),
+    (["frame", "confluent", "--id", "1", "--schema", "events/schemas/user.avsc", '{"company": 1}'], 2,
+     "the record does not match the schema in events/schemas/user.avsc: User.company is <1>"),
+    (["frame", "glue", "--version-id", "v1", "--schema", "events/schemas/user.avsc", "{}"], 2,
+     "--version-id 'v1' is not a UUID"),
+    (["frame", "avro", "--schema", "/does/not/exist.avsc", "{}"], 2, "--schema /does/not/exist.avsc: No such file"),
+    (["nope"], 2, "invalid choice: 'nope'"),
+])
+def test_bad_input_is_one_message_without_traceback(argv: list[str], code: int, message: str) -> None:
+    assert_one_message(run_cli(*argv, stdin="{}\n"), code, message)
+
+
+def test_frame_builds_what_the_sink_decodes() -> None:
+    proc = run_cli("frame", "confluent", "--id", "1", "--schema", "events/schemas/user.avsc", json.dumps(SEED_VALUE))
+    assert proc.returncode == 0, proc.stderr
+    data = base64.b64decode(proc.stdout)
+    assert data == confluent_frame(1, write_body(USER_SCHEMA, SEED_VALUE))
+    legacy = subprocess.run([sys.executable, "-m", "handler.decode.frame", "confluent", "--id", "1", "--schema",
+                             "events/schemas/user.avsc", "{bad"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert_one_message(legacy, 2, "python -m handler.decode.frame: the record is not JSON")
+
+
+# ---------------------------------------------------------------- at a terminal
+
+
+def _at_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The CLI with a pseudo-terminal as stdin (what a person typing gives it); the pty's fd to type on."""
+    typing_end, tty_end = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "handler.cli", *args], cwd=ROOT, env=clean_env(),
+                            stdin=tty_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(tty_end)
+    return proc, typing_end
+
+
+def _read_stderr_line(proc: subprocess.Popen[bytes]) -> str:
+    assert proc.stderr is not None
+    return proc.stderr.readline().decode()
+
+
+def test_event_at_a_terminal_says_what_it_waits_for() -> None:
+    proc, tty = _at_terminal("event", "--topic", "t")
+    try:
+        assert _read_stderr_line(proc).startswith(
+            "influx-sink event: waiting for record values on stdin, one JSON document per line; end with Ctrl-D")
+        os.write(tty, b'{"a": 1}\n\x04')  # a line, then Ctrl-D: end of input
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(tty)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    (record,) = parse_event(json.loads(out))
+    assert record.value_bytes() == b'{"a": 1}'
+
+
+def test_ctrl_c_exits_130_without_a_traceback() -> None:
+    proc, tty = _at_terminal("event", "--topic", "t")
+    try:
+        assert "waiting for record values" in _read_stderr_line(proc)  # it is reading stdin now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(tty)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert out == b""
+    assert err.decode().strip() == "influx-sink event: interrupted"
 
 
 # ---------------------------------------------------------------- wiring
@@ -314,5 +522,26 @@ def test_subcommands_are_registered() -> None:
     parser = cli.build_parser()
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     names = set(action.choices)
-    assert {"kcql", "event", "invoke"} <= names
+    assert {"kcql", "event", "invoke", "frame"} <= names
     assert ("consume" in names) == (Path(ROOT, "handler", "consume.py").exists())
+
+
+def _actions(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.Action]]:
+    """Every argument of ``parser`` and its subcommands, as (command path, action)."""
+    found: list[tuple[str, argparse.Action]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _actions(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction):
+            found.append((path, action))
+    return found
+
+
+def test_every_option_has_help_text() -> None:
+    actions = _actions(cli.build_parser(), "influx-sink")
+    assert {p for p, _ in actions} >= {"influx-sink kcql", "influx-sink event", "influx-sink invoke",
+                                       "influx-sink frame"}
+    missing = [f"{p} {'/'.join(a.option_strings) or a.dest}" for p, a in actions
+               if not a.help or a.help == argparse.SUPPRESS]
+    assert missing == []

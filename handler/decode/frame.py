@@ -1,11 +1,13 @@
 """Build Avro payloads as producers frame them, for sample events and local tests.
 
+    influx-sink frame confluent --id 1 --schema events/schemas/user.avsc '{"company": "x", ...}'
     python -m handler.decode.frame confluent --id 1 --schema events/schemas/user.avsc '{"company": "x", ...}'
     python -m handler.decode.frame glue --version-id <uuid> [--zlib] --schema ... '<json>'
     python -m handler.decode.frame avro --schema ... '<json>'          # unframed
 
 prints the payload as base64, ready for the ``value`` (or ``key``) of a Kafka event record. The
 record is JSON; decimal fields may be given as numbers or strings, dates as ``YYYY-MM-DD``.
+A bad record, schema or option is one message on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import argparse
 import base64
 import json
 import sys
-from decimal import Decimal
+import uuid
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from handler.decode.avro import confluent_frame, glue_frame, write_body
+PROG = "python -m handler.decode.frame"
 
 
 def coerce(schema: Any, value: Any, named: dict[str, Any] | None = None) -> Any:
@@ -63,34 +66,112 @@ def _is_decimal(schema: Any, named: dict[str, Any]) -> bool:
 
 def encode(schema: Any, record: Any) -> bytes:
     """The Avro body of a JSON record."""
+    from handler.decode.avro import write_body
+
     return write_body(schema, coerce(schema, record))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m handler.decode.frame", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("framing", choices=("confluent", "glue", "avro"))
+def validation_text(err: Exception) -> str:
+    """fastavro's ValidationError (a JSON list of problems) as one line."""
+    problems = getattr(err, "errors", None)
+    return "; ".join(str(p) for p in problems) if problems else str(err)
+
+
+class FrameError(Exception):
+    """A record, schema or option that cannot make a payload: printed as one message, exit 2."""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``frame`` as a subcommand (``influx-sink frame``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "frame", help="a JSON record -> an Avro payload (base64) as a producer frames it",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("framing", choices=("confluent", "glue", "avro"),
+                        help="confluent: magic byte 0 + schema id; glue: magic byte 3 + schema version id; "
+                             "avro: the body alone (unframed)")
     parser.add_argument("record", help="the record as JSON")
     parser.add_argument("--schema", required=True, help="Avro schema file (.avsc)")
-    parser.add_argument("--id", type=int, help="Confluent schema id")
-    parser.add_argument("--version-id", help="AWS Glue schema version id (a UUID)")
+    parser.add_argument("--id", type=int, help="Confluent schema id (confluent framing)")
+    parser.add_argument("--version-id", help="AWS Glue schema version id, a UUID (glue framing)")
     parser.add_argument("--zlib", action="store_true", help="AWS Glue: compress the body (compression byte 5)")
-    args = parser.parse_args(argv)
-    with open(args.schema, encoding="utf-8") as fh:
-        schema = json.load(fh)
-    body = encode(schema, json.loads(args.record))
-    if args.framing == "confluent":
-        if args.id is None:
-            parser.error("confluent framing needs --id")
-        payload = confluent_frame(args.id, body)
-    elif args.framing == "glue":
+
+
+def payload(args: argparse.Namespace) -> bytes:
+    """The framed payload the options ask for; FrameError naming what is wrong."""
+    from handler.decode.avro import confluent_frame, glue_frame
+
+    if args.framing == "confluent" and args.id is None:
+        raise FrameError("confluent framing needs --id")
+    if args.framing == "confluent" and not 0 <= args.id < 2**32:
+        raise FrameError(f"--id {args.id}: a Confluent schema id is between 0 and 4294967295")
+    if args.framing == "glue":
         if not args.version_id:
-            parser.error("glue framing needs --version-id")
-        payload = glue_frame(args.version_id, body, compress=args.zlib)
-    else:
-        payload = body
-    sys.stdout.write(base64.b64encode(payload).decode("ascii") + "\n")
+            raise FrameError("glue framing needs --version-id")
+        try:
+            uuid.UUID(args.version_id)
+        except ValueError:
+            raise FrameError(f"--version-id {args.version_id!r} is not a UUID") from None
+    try:
+        with open(args.schema, encoding="utf-8") as fh:
+            schema = json.load(fh)
+    except OSError as err:
+        raise FrameError(f"--schema {args.schema}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise FrameError(f"--schema {args.schema} is not JSON: {err}") from None
+    try:
+        record = json.loads(args.record)
+    except ValueError as err:
+        raise FrameError(f"the record is not JSON: {err}") from None
+    from fastavro import parse_schema
+    from fastavro.validation import ValidationError, validate
+
+    try:
+        parsed = parse_schema(schema)
+    except Exception as err:  # fastavro's SchemaParseException, or whatever a malformed schema trips
+        raise FrameError(f"--schema {args.schema} is not a valid Avro schema: {type(err).__name__}: {err}") from None
+    try:
+        value = coerce(schema, record)
+        validate(value, parsed, raise_errors=True)
+        body = encode(schema, record)
+    except ValidationError as err:
+        raise FrameError(f"the record does not match the schema in {args.schema}: {validation_text(err)}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation, OverflowError) as err:
+        raise FrameError(f"the record does not match the schema in {args.schema}: {err}") from None
+    if args.framing == "confluent":
+        return confluent_frame(args.id, body)
+    if args.framing == "glue":
+        return glue_frame(args.version_id, body, compress=args.zlib)
+    return body
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the payload as base64; a FrameError is one line on stderr and exit code 2."""
+    try:
+        data = payload(args)
+    except FrameError as err:
+        print(f"{getattr(args, 'prog', None) or 'influx-sink frame'}: {err}", file=sys.stderr)
+        return 2
+    sys.stdout.write(base64.b64encode(data).decode("ascii") + "\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.prog = PROG
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
