@@ -6,6 +6,8 @@ installed when ``influxd`` is missing (this needs root and the package registry)
 
     python scripts/local_influxdb.py start [--dir DIR] [--auth] [--max-body-size N]   # prints URL
     python scripts/local_influxdb.py stop --dir DIR
+        # stops influxd only if the pid file's process is still that influxd; removes the pid
+        # file, and the folder when start made it (no --dir)
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from local_process import ServerProcess, free_port, stop_pidfile
+from local_process import ServerProcess, free_port, launch, make_temporary_dir, stop_command
 
 INFLUXD = "/usr/bin/influxd"
 _UNVERIFIED = ssl._create_unverified_context()  # the test harness talks to its own self-signed server
@@ -84,11 +86,13 @@ def _config(base: str, root: str, http_port: int, rpc_port: int, auth: bool,
 class InfluxServer(ServerProcess):
     """A running influxd; ``query`` and ``write`` talk to it over plain HTTP."""
 
+    pid_name: ClassVar[str] = "influxd"
     url: str
     root: str
     pid: int
     admin: tuple[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    temporary: bool = False  # root was made by start(): removed by stop()
 
     def _request(self, path: str, params: dict[str, str], data: bytes | None = None,
                  method: str = "POST") -> tuple[int, bytes]:
@@ -103,7 +107,7 @@ class InfluxServer(ServerProcess):
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
-    def query(self, q: str, db: str | None = None, epoch: str | None = "ns") -> dict:  # type: ignore[type-arg]
+    def query(self, q: str, db: str | None = None, epoch: str | None = "ns") -> dict[str, Any]:
         import json
 
         params = {"q": q}
@@ -114,7 +118,8 @@ class InfluxServer(ServerProcess):
         status, body = self._request("/query", params)
         if status != 200:
             raise RuntimeError(f"query {q!r} failed: {status} {body!r}")
-        return json.loads(body)  # type: ignore[no-any-return]
+        answer: dict[str, Any] = json.loads(body)
+        return answer
 
 
 
@@ -122,25 +127,24 @@ class InfluxServer(ServerProcess):
 def start(root: str | None = None, *, auth: bool = False, admin: tuple[str, str] = ("admin", "admin-secret"),
           max_body_size: int | None = None, port: int | None = None, timeout: float = 30.0,
           tls: tuple[str, str] | None = None) -> InfluxServer:
-    """Start influxd under ``root`` (a new temporary folder by default) and wait for /ping.
+    """Start influxd under ``root`` and wait for /ping.
 
-    ``tls`` = (certificate file, private key file) serves HTTPS instead of HTTP.
+    Without ``root`` the data folder is a new temporary one, removed by ``stop()`` (``kill()``, a
+    crash, keeps it). ``tls`` = (certificate file, private key file) serves HTTPS instead of HTTP.
     """
     influxd = ensure_installed()
-    root = root or tempfile.mkdtemp(prefix="influxd-")
+    temporary = root is None
+    root = root or make_temporary_dir("influxd-")
     os.makedirs(root, exist_ok=True)
     base = subprocess.run([influxd, "config"], check=True, capture_output=True, text=True).stdout
     http_port = port or free_port()
     conf = os.path.join(root, "influxdb.conf")
     with open(conf, "w", encoding="utf-8") as fh:
         fh.write(_config(base, root, http_port, free_port(), auth, max_body_size, tls))
-    log = open(os.path.join(root, "influxd.log"), "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([influxd, "-config", conf], stdout=log, stderr=log,
-                            start_new_session=True)
-    with open(os.path.join(root, "influxd.pid"), "w", encoding="utf-8") as fh:
-        fh.write(str(proc.pid))
+    proc = launch([influxd, "-config", conf], root, InfluxServer.pid_name, temporary_dir=temporary)
     scheme = "https" if tls else "http"
-    server = InfluxServer(url=f"{scheme}://127.0.0.1:{http_port}", root=root, pid=proc.pid, proc=proc)
+    server = InfluxServer(url=f"{scheme}://127.0.0.1:{http_port}", root=root, pid=proc.pid, proc=proc,
+                          temporary=temporary)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -174,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "stop":
         if not args.dir:
             parser.error("stop needs --dir")
-        stop_pidfile(os.path.join(args.dir, "influxd.pid"))
-        return 0
+        return stop_command(os.path.join(args.dir, f"{InfluxServer.pid_name}.pid"))
     server = start(args.dir, auth=args.auth, max_body_size=args.max_body_size, port=args.port)
     for db in args.db:
         server.query(f'CREATE DATABASE "{db}"')

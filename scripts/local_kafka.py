@@ -8,6 +8,8 @@ everything is gone when the broker stops.
         # prints the bootstrap address (127.0.0.1:PORT); the broker keeps running
     python scripts/local_kafka.py topics --bootstrap-servers HOST:PORT --topic T [--partitions 3]
     python scripts/local_kafka.py stop --dir DIR
+        # stops the broker only if the pid file's process is still that broker; removes the pid
+        # file, and the folder when start made it (no --dir)
 
 Note on Tansu 0.6 (what the runner and tests account for): a consumer group join takes half the
 consumer's ``session_timeout_ms``, and ``ListOffsets(latest)`` answers 1 for every partition, so
@@ -22,12 +24,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from local_process import ServerProcess, free_port, stop_pidfile
+from local_process import ServerProcess, free_port, launch, make_temporary_dir, stop_command
 
 
 def broker_bin() -> str:
@@ -61,10 +63,12 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3, tim
 class KafkaBroker(ServerProcess):
     """A running Tansu broker; ``bootstrap`` is what clients pass as bootstrap servers."""
 
+    pid_name: ClassVar[str] = "tansu"
     bootstrap: str
     root: str
     pid: int
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    temporary: bool = False  # root was made by start(): removed by stop()
 
     def create_topics(self, names: Iterable[str], partitions: int = 3) -> None:
         create_topics(self.bootstrap, names, partitions)
@@ -93,20 +97,19 @@ def _answers(bootstrap: str) -> bool:
 
 def start(root: str | None = None, *, port: int | None = None, topics: Iterable[str] = (),
           partitions: int = 3, timeout: float = 30.0) -> KafkaBroker:
-    """Start Tansu on ``127.0.0.1:port`` (a free one by default), wait until it answers, create topics."""
+    """Start Tansu on ``127.0.0.1:port`` (a free one by default), wait until it answers, create topics.
+
+    Without ``root`` the broker's folder (log, pid file) is a new temporary one, removed by ``stop()``.
+    """
     binary = broker_bin()
-    root = root or tempfile.mkdtemp(prefix="tansu-")
+    temporary = root is None
+    root = root or make_temporary_dir("tansu-")
     os.makedirs(root, exist_ok=True)
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    log = open(os.path.join(root, "tansu.log"), "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                             "--storage-engine", "memory://tansu/"],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
-    with open(os.path.join(root, "tansu.pid"), "w", encoding="utf-8") as fh:
-        fh.write(str(proc.pid))
-    broker = KafkaBroker(bootstrap=f"127.0.0.1:{port}", root=root, pid=proc.pid, proc=proc)
+    proc = launch([binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                   "--storage-engine", "memory://tansu/"], root, KafkaBroker.pid_name, temporary_dir=temporary)
+    broker = KafkaBroker(bootstrap=f"127.0.0.1:{port}", root=root, pid=proc.pid, proc=proc, temporary=temporary)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -134,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "stop":
         if not args.dir:
             parser.error("stop needs --dir")
-        stop_pidfile(os.path.join(args.dir, "tansu.pid"))
-        return 0
+        return stop_command(os.path.join(args.dir, f"{KafkaBroker.pid_name}.pid"))
     if args.action == "topics":
         if not args.bootstrap_servers:
             parser.error("topics needs --bootstrap-servers")

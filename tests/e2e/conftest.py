@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,8 @@ def topic(kafka: local_kafka.KafkaBroker) -> str:
     return name
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes | None], *, start: int = 0,
-            keys: list[bytes | None] | None = None,
+def produce(bootstrap: str, topic: str, values: Sequence[bytes | None], *, start: int = 0,
+            keys: Sequence[bytes | None] | None = None,
             headers: list[tuple[str, bytes]] | None = None) -> list[tuple[int, int]]:
     """Send values round-robin over the 3 partitions (value i to partition (start + i) % 3);
     return each record's (partition, offset) as the broker acknowledged it."""
