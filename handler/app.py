@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
+from handler import deadline
 from handler import runtime as _runtime_mod
 from handler.delivery import BatchResult, run_batch
-from handler.errors import BatchFailed
+from handler.errors import BatchFailed, ConfigError
 from handler.records import parse_event
 
 logger = Logger(service="influx-sink")
-copy_config_to_registered_loggers(source_logger=logger, include={"handler", "handler.delivery",
-                                                                 "handler.mapping"})
+# Powertools copies its handler to top-level loggers only: "handler" takes it, and every module's
+# logger below it (handler.delivery, handler.influx, handler.decode.registry, handler.ssm, ...)
+# propagates there, also those created later by lazy imports. So every line is the same JSON.
+copy_config_to_registered_loggers(source_logger=logger, include={"handler"})
 metrics = Metrics(namespace="InfluxSink", service="influx-sink")
 
-SAFETY_MARGIN_S = 2.0  # stop retrying this long before Lambda's own timeout
+SAFETY_MARGIN_S = 2.0  # every network wait ends this long before Lambda's own timeout (at most 1/10 of it)
+# What Powertools' inject_lambda_context reads from the context, and the log keys it adds.
+_CONTEXT_ATTRS = ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id")
+_CONTEXT_KEYS = ["cold_start", "function_name", "function_memory_size", "function_arn", "function_request_id"]
 _runtime: _runtime_mod.Runtime | None = None
 
 
@@ -48,11 +56,40 @@ def reset_runtime() -> None:
 
 
 def _deadline(context: Any) -> float | None:
+    """When every wait of this invocation must have ended: Lambda's remaining time less a safety
+    margin, so the answer (RETRY's partial batch response, THROW's error) still gets out."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    margin = min(SAFETY_MARGIN_S, remaining() / 1000 / 10)
-    return time.monotonic() + remaining() / 1000 - margin
+    left = remaining() / 1000
+    return time.monotonic() + left - min(SAFETY_MARGIN_S, left / 10)
+
+
+def _with_request_id(handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+                     ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Powertools' ``inject_lambda_context``: every log line of the invocation carries
+    ``function_request_id`` (and ``cold_start``), so a failed record leads to its invocation.
+    A context without those attributes (None from tests, a partial stand-in) runs the handler
+    without them, and without the previous invocation's: the keys are removed."""
+    injected = logger.inject_lambda_context(handler)
+
+    @functools.wraps(handler)
+    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if all(hasattr(context, attr) for attr in _CONTEXT_ATTRS):
+            result: dict[str, Any] = injected(event, context)
+            return result
+        logger.remove_keys(_CONTEXT_KEYS)
+        return handler(event, context)
+
+    return run
+
+
+def _records_in(event: Any) -> int:
+    """How many records an event holds, without trusting its shape (it may be why we failed)."""
+    try:
+        return sum(len(group) for group in event["records"].values())
+    except (KeyError, TypeError, AttributeError):
+        return 0
 
 
 def _emit_metrics(result: BatchResult) -> None:
@@ -67,18 +104,47 @@ def _emit_metrics(result: BatchResult) -> None:
 
 
 @metrics.log_metrics
+@_with_request_id
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    rt = get_runtime()
-    records = parse_event(event)
+    deadline.set_deadline(_deadline(context))
+    try:
+        return _handle(event)
+    finally:
+        deadline.set_deadline(None)
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
+    # Every way out adds metrics: empty ones make Powertools warn on stderr, in plain text.
+    try:
+        rt = get_runtime()
+    except Exception as err:
+        n = _records_in(event)
+        metrics.add_metric("RecordsReceived", MetricUnit.Count, n)
+        if isinstance(err, ConfigError):  # every record fails with the settings
+            metrics.add_metric("RecordsFailed_config", MetricUnit.Count, n)
+            logger.error(str(err))
+        else:
+            logger.exception("the sink cannot start")
+        raise
+    try:
+        records = parse_event(event)
+    except Exception:
+        metrics.add_metric("RecordsReceived", MetricUnit.Count, _records_in(event))
+        logger.exception("the event cannot be read")
+        raise
     settings = rt.settings
     try:
         result = run_batch(records, rt.plan, rt.writer, settings.error_policy,
-                           deadline=_deadline(context), retry_interval=settings.retry_interval_ms / 1000)
+                           deadline=deadline.current(), retry_interval=settings.retry_interval_ms / 1000)
     except BatchFailed as err:
         metrics.add_metric("RecordsReceived", MetricUnit.Count, len(records))
         for kind, n in Counter(f.kind for f in err.failures).items():
             metrics.add_metric(f"RecordsFailed_{kind}", MetricUnit.Count, n)
         logger.error(str(err), extra={"failures": [str(f) for f in err.failures[:50]]})
+        raise
+    except Exception:
+        metrics.add_metric("RecordsReceived", MetricUnit.Count, len(records))
+        logger.exception("the batch failed unexpectedly")
         raise
     _emit_metrics(result)
     if settings.progress_enabled:

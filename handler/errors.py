@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Phase = Literal["connect", "read"]
 
 
 class SinkError(Exception):
@@ -11,6 +14,35 @@ class SinkError(Exception):
 
 class ConfigError(SinkError):
     """Settings that cannot work; raised at cold start, naming every bad setting."""
+
+
+class WaitTimedOut(SinkError):
+    """A network wait reached its limit: a connect (DNS look-up, TCP, TLS handshake) or a read.
+
+    ``limit`` says what set the limit: a timeout setting, or the invocation's deadline when that
+    was nearer (then the wait was cut short so that the answer still reaches the event source).
+    """
+
+    def __init__(self, phase: Phase, peer: str, seconds: float, limit: str, step: str | None = None) -> None:
+        self.phase = phase
+        self.peer = peer
+        self.seconds = seconds
+        self.limit = limit
+        why = f"{step}; {limit}" if step else limit
+        if phase == "connect":
+            text = f"connect to {peer} timed out after {seconds_text(seconds)}s ({why})"
+        else:
+            text = f"{peer} did not answer within {seconds_text(seconds)}s (read; {why})"
+        super().__init__(text)
+
+
+class NoTimeLeft(SinkError):
+    """The invocation's deadline has (all but) passed: the wait is not even started."""
+
+
+def seconds_text(seconds: float) -> str:
+    """``2.7``, ``0.35``: enough digits to tell a cut-short wait from a full one."""
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2f}"
 
 
 class RecordError(SinkError):

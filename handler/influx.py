@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import logging
 import queue
 import socket
 import ssl
@@ -30,7 +31,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from handler.errors import WriteError
+from handler.deadline import MIN_WAIT_S, Limit, limit, open_socket
+from handler.errors import NoTimeLeft, WaitTimedOut, WriteError
+
+log = logging.getLogger(__name__)
+
+CONNECT_SETTING = "connect.influx.connect.timeout.ms"
+READ_SETTING = "connect.influx.read.timeout.ms"
 
 
 @dataclass
@@ -53,7 +60,12 @@ class LineGroups(Protocol):
 
 
 class HttpTarget:
-    """One kept-alive HTTP(S) connection with separate connect and read timeouts."""
+    """One kept-alive HTTP(S) connection with separate connect and read timeouts.
+
+    Both are cut short by the invocation's deadline when it is nearer: the socket is opened by
+    ``deadline.open_socket`` (DNS look-up, TCP connect and TLS handshake within the connect
+    limit), never by http.client, whose own connect would wait the full connect timeout.
+    """
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  verify: bool = True, ca_bundle: str | None = None) -> None:
@@ -63,6 +75,7 @@ class HttpTarget:
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.peer = f"InfluxDB at {self.host}:{self.port}"
         self.base_path = parts.path.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -74,20 +87,16 @@ class HttpTarget:
                 self._ssl.verify_mode = ssl.CERT_NONE
         self._conn: http.client.HTTPConnection | None = None
 
-    def _connect(self, read_timeout: float) -> http.client.HTTPConnection:
+    def _connect(self, at: float | None) -> http.client.HTTPConnection:
         if self._conn is None:
-            if self._ssl is not None:
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=self.connect_timeout, context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
-            conn.connect()
-            if conn.sock is not None:
-                conn.sock.settimeout(read_timeout)
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            budget = limit(self.connect_timeout, CONNECT_SETTING, "connecting to InfluxDB", at)
+            sock = open_socket(self.host, self.port, self.peer, budget, self._ssl)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cls = http.client.HTTPSConnection if self._ssl is not None else http.client.HTTPConnection
+            conn = cls(self.host, self.port)
+            conn.sock = sock
+            conn.auto_open = 0  # a dropped socket is reopened here, within the limits, never by http.client
             self._conn = conn
-        elif self._conn.sock is not None:
-            self._conn.sock.settimeout(read_timeout)
         return self._conn
 
     def close(self) -> None:
@@ -95,32 +104,53 @@ class HttpTarget:
             self._conn.close()
             self._conn = None
 
+    def _read_limit(self, conn: http.client.HTTPConnection, at: float | None) -> Limit:
+        budget = limit(self.read_timeout, READ_SETTING, "the write", at)
+        if conn.sock is not None:
+            conn.sock.settimeout(budget.seconds)
+        return budget
+
     def post(self, path: str, body: bytes, headers: dict[str, str],
-             read_timeout: float | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
-        """POST and read the whole answer. A stale kept-alive connection is retried once."""
-        timeout = self.read_timeout if read_timeout is None else max(0.05, read_timeout)
+             at: float | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
+        """POST and read the whole answer, every wait ending before ``at`` (``time.monotonic()``
+        seconds) when given. A stale kept-alive connection is retried once."""
         for attempt in (0, 1):
             fresh = self._conn is None
             try:
-                conn = self._connect(timeout)
+                conn = self._connect(at)
+            except NoTimeLeft as err:
+                raise WriteError(str(err), retryable=False) from None
+            except WaitTimedOut as err:
+                raise WriteError(str(err)) from None
+            except OSError as err:
+                raise WriteError(f"cannot reach {self.peer}: {err}") from None
+            budget: Limit | None = None
+            try:
+                budget = self._read_limit(conn, at)
                 conn.request("POST", self.base_path + path, body=body, headers=headers)
+                budget = self._read_limit(conn, at)
                 resp = conn.getresponse()
                 data = resp.read()
                 if resp.will_close:
                     self.close()
                 return resp.status, data, resp
+            except NoTimeLeft as err:
+                self.close()
+                raise WriteError(str(err), retryable=False) from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-                    http.client.CannotSendRequest, http.client.ResponseNotReady) as err:
+                    http.client.CannotSendRequest, http.client.ResponseNotReady,
+                    http.client.NotConnected) as err:
                 self.close()
                 if fresh or attempt:
                     raise WriteError(f"connection to {self.host}:{self.port} lost: {err}") from None
             except TimeoutError:
                 self.close()
-                raise WriteError(f"InfluxDB at {self.host}:{self.port} did not answer within "
-                                 f"{timeout:g}s") from None
+                assert budget is not None
+                timed_out = WaitTimedOut("read", self.peer, budget.seconds, budget.reason)
+                raise WriteError(str(timed_out)) from None
             except OSError as err:
                 self.close()
-                raise WriteError(f"cannot reach InfluxDB at {self.host}:{self.port}: {err}") from None
+                raise WriteError(f"cannot reach {self.peer}: {err}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -171,18 +201,18 @@ class LineWriter:
     path: str = "/write"
     headers: dict[str, str]
 
-    def _send(self, lines: Sequence[str], read_timeout: float | None) -> tuple[int, str, float | None]:
-        return self._send_body(("\n".join(lines) + "\n").encode("utf-8"), read_timeout)
+    def _send(self, lines: Sequence[str], at: float | None) -> tuple[int, str, float | None]:
+        return self._send_body(("\n".join(lines) + "\n").encode("utf-8"), at)
 
-    def _send_body(self, body: bytes, read_timeout: float | None) -> tuple[int, str, float | None]:
-        """POST a ready body (lines ended by newlines, UTF-8)."""
+    def _send_body(self, body: bytes, at: float | None) -> tuple[int, str, float | None]:
+        """POST a ready body (lines ended by newlines, UTF-8), every wait ending before ``at``."""
         headers = dict(self.headers)
         if self.gzip:
             import gzip
 
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        status, data, resp = self.target.post(self.path, body, headers, read_timeout)
+        status, data, resp = self.target.post(self.path, body, headers, at)
         return status, data.decode("utf-8", "replace"), _retry_after(resp)
 
     @property
@@ -217,23 +247,21 @@ class LineWriter:
             session.write_chunk(start, min(start + self.chunk_lines, len(lines)))
         return session.report
 
-    def _remaining(self, deadline: float | None) -> float | None:
-        if deadline is None:
-            return None
-        left = deadline - time.monotonic()
-        if left <= 0.05:
+    @staticmethod
+    def _check_time(at: float | None) -> None:
+        """A request that cannot even start before the deadline is a batch error, not a wait."""
+        if at is not None and at - time.monotonic() <= MIN_WAIT_S:
             raise WriteError("no time left in this invocation for the write", retryable=False)
-        return min(left, self.target.read_timeout)
 
     def _write_idx(self, lines: Sequence[str], idxs: list[int], report: WriteReport,
-                   deadline: float | None, body: bytes | None = None) -> None:
-        """Send ``idxs`` (``body``: their ready-made request body); split and resend on refusals."""
+                   at: float | None, body: bytes | None = None) -> None:
+        """Send ``idxs`` (``body``: their ready-made request body) before ``at``; split and resend on refusals."""
         report.requests += 1
-        timeout = self._remaining(deadline)
+        self._check_time(at)
         if body is not None and self._takes_bodies:
-            status, text, retry_after = self._send_body(body, timeout)
+            status, text, retry_after = self._send_body(body, at)
         else:
-            status, text, retry_after = self._send([lines[i] for i in idxs], timeout)
+            status, text, retry_after = self._send([lines[i] for i in idxs], at)
         if status in (200, 204):
             return
         if status == 413 or status == 422 or (status == 400 and _about_points(text)):
@@ -242,13 +270,13 @@ class LineWriter:
                     "the point is larger than the server's max-body-size")
                 return
             mid = len(idxs) // 2
-            self._write_idx(lines, idxs[:mid], report, deadline)
-            self._write_idx(lines, idxs[mid:], report, deadline)
+            self._write_idx(lines, idxs[:mid], report, at)
+            self._write_idx(lines, idxs[mid:], report, at)
             return
         if status in (401, 403) and self.refresh_credentials is not None and not self._refreshed:
             self._refreshed = True
             if self.refresh_credentials():
-                self._write_idx(lines, idxs, report, deadline, body)
+                self._write_idx(lines, idxs, report, at, body)
                 return
         raise self._batch_error(status, text, retry_after)
 
@@ -314,7 +342,9 @@ class WriteSession:
         else:
             idxs = list(range(start, end))
         delay = self.retry_interval
+        attempt = 0
         while idxs:
+            attempt += 1
             try:
                 self.writer._write_idx(self.lines, idxs, report, self.deadline, body)
                 break
@@ -322,14 +352,31 @@ class WriteSession:
                 now = time.monotonic()
                 wait = err.retry_after if err.retry_after is not None else delay
                 if not (self.retries and err.retryable) or (self.deadline is not None and now + wait >= self.deadline):
+                    if self.retries:
+                        self._log_give_up(err, attempt, wait, now, len(idxs))
                     report.error = err
                     report.unwritten_from = idxs[0]
                     return
                 report.retries += 1
+                log.warning("write of %d line(s) failed (attempt %d): %s; retrying in %.1fs", len(idxs), attempt,
+                            err.reason, wait, extra={"attempt": attempt, "reason": err.reason,
+                                                     "wait_s": round(wait, 3), "lines": len(idxs)})
                 self.sleep(wait)
                 delay = min(delay * 2, 60.0)
         if groups is not None and report.rejected:
             stopped.update(groups[i] for i in report.rejected)
+
+
+    def _log_give_up(self, err: WriteError, attempt: int, wait: float, now: float, lines: int) -> None:
+        """Why RETRY stops retrying here: the error is not worth retrying, or the next attempt
+        would start after the deadline (the records are then reported for redelivery)."""
+        if not err.retryable:
+            why = "the error is not retryable"
+        else:
+            left = max(0.0, (self.deadline or now) - now)
+            why = f"the next attempt, in {wait:.1f}s, would start after the invocation's deadline ({left:.1f}s left)"
+        log.error("write of %d line(s) failed (attempt %d): %s; giving up: %s", lines, attempt, err.reason, why,
+                  extra={"attempt": attempt, "reason": err.reason, "give_up": why, "lines": lines})
 
 
 class Pipeline:
