@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import json
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -94,7 +95,7 @@ class RuntimeAPI:
         class Handler(_Handler):
             shared = state
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-runtime-api", daemon=True)
         self._thread.start()
@@ -157,6 +158,14 @@ class RuntimeAPI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    """Quiet about a function process that goes away mid-request (it is stopped while waiting for /next)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
