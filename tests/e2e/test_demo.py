@@ -1,12 +1,16 @@
-"""Acceptance 4 of issue 7: the README's main job through Kafka (scripts/demo-kafka).
+"""The README's main command (scripts/demo) and the same job through Kafka (scripts/demo-kafka).
 
-The script starts its own broker and InfluxDB, produces the seed's Avro record, consumes it with
-``influx-sink consume --until-idle`` and prints ``select * from influxMeasure``; it stops both.
+``scripts/demo`` starts its own InfluxDB and schema registry, registers the seed's Avro ``User``
+schema, runs the handler on the seed's record in Confluent framing and prints
+``select * from influxMeasure`` as the influx shell does: the seed's values, Avro floats as
+InfluxDB stores them. ``scripts/demo-kafka`` produces the same record to a real broker and
+consumes it with ``influx-sink consume --until-idle``. Both stop what they started.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -28,3 +32,36 @@ def test_demo_kafka_shows_the_seed_record():
     assert row[1:] == ["MontainTop", "DataMountaineer", "-49.817962646484375", "-141.64581298828125"]
     assert int(row[0]) > 0
     assert "stopped: 1 record(s) written or handled" in result.stderr
+
+
+SEED_ROW = ["MontainTop", "DataMountaineer", "-49.817962646484375", "-141.64581298828125"]
+
+
+def test_demo_prints_the_seed_quickstart_table():
+    before = time.time_ns()
+    result = subprocess.run([str(ROOT / "scripts" / "demo")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "User registered under influx-topic-value, id 1" in out
+    assert 'handler response: {"batchItemFailures": []}' in out
+    table = out[out.index("> select * from influxMeasure;"):].splitlines()
+    # The influx shell's layout (tab stops of 8), as in the seed's output.
+    assert table[1:4] == ["name: influxMeasure", "-------------------",
+                          "time\t\t\taddress\t\tcompany\t\tlatitude\t\tlongitude"]
+    (row,) = [line.split("\t") for line in table[4:] if line.strip()]
+    assert row[1:] == SEED_ROW
+    assert before <= int(row[0]) <= time.time_ns()  # sys_time(): when the handler ran
+
+
+def test_demo_dry_run_prints_the_line_and_starts_nothing():
+    result = subprocess.run([str(ROOT / "scripts" / "demo"), "--dry-run"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("influxMeasure")]
+    head, fields, ts = line.split(" ")
+    assert (head, fields) == ("influxMeasure", 'company="DataMountaineer",address="MontainTop",'
+                                               "latitude=-49.817962646484375,longitude=-141.64581298828125")
+    assert int(ts) > 0
+    assert "nothing written (--dry-run)" in result.stderr
+    assert "InfluxDB 1.x at" not in result.stdout
