@@ -6,6 +6,9 @@ remembered for a short while: a batch of 10,000 records with an unknown id, or a
 is down, costs one request, not 10,000 time-outs. Every failure is a ``RecordError`` of kind
 ``decode`` for the record; the delivery stage adds topic, partition and offset.
 
+Every wait (DNS, connect, TLS, read) ends before the invocation's deadline (``handler.deadline``):
+a registry that hangs costs the records a decode error in time, never the batch's answer.
+
 Credentials never appear in reasons or logs: the registry is shown by its URL without user info.
 """
 
@@ -16,23 +19,27 @@ import http.client
 import json
 import logging
 import os
+import socket
+import ssl
+import sys
 import time
 import urllib.parse
 from typing import Any
 
+from handler.deadline import Limit, open_socket, process_limit
 from handler.decode.avro import Schema, SchemaProblem, parse
-from handler.errors import RecordError
+from handler.errors import NoTimeLeft, RecordError, WaitTimedOut
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
+TIMEOUT_S = 10.0  # read
 NOT_FOUND_TTL_S = 60.0  # an id the registry does not know (or a schema we cannot use)
 UNAVAILABLE_TTL_S = 5.0  # registry unreachable, 5xx, refused credentials
 _MAX_REFERENCE_DEPTH = 32
 
 _confluent_cache: dict[str, dict[int, Schema]] = {}  # registry URL → schema id → schema
 _glue_cache: dict[str, Schema] = {}  # schema version id (a UUID) → schema
-_glue_clients: dict[tuple[str | None, str | None], Any] = {}
 _failed: dict[tuple[str, str], tuple[float, str]] = {}  # (registry, id) → (retry after, reason)
 
 
@@ -61,7 +68,8 @@ def clear_caches() -> None:
     """Forget every schema and failure (tests that need a cold process)."""
     _confluent_cache.clear()
     _glue_cache.clear()
-    _glue_clients.clear()
+    if "handler.aws_calls" in sys.modules:
+        sys.modules["handler.aws_calls"].clear_clients()
     _failed.clear()
 
 
@@ -99,7 +107,22 @@ class ConfluentRegistry:
             token = base64.b64encode(user_info.encode("utf-8")).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
         self._timeout = timeout
+        self._peer = f"the schema registry at {self.display}"
+        self._ssl: ssl.SSLContext | None = None
         self._cache = _confluent_cache.setdefault(self.display, {})
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self._https:
+            return None
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    def _read_limit(self, sock: socket.socket) -> Limit:
+        read = process_limit(self._timeout, f"the schema registry's {self._timeout:g}s timeout",
+                             "asking the schema registry")
+        sock.settimeout(read.seconds)
+        return read
 
     def schema(self, schema_id: int, what: str) -> Schema:
         """The schema with this id; fetched on first use, then from memory."""
@@ -117,6 +140,8 @@ class ConfluentRegistry:
         except _LookupFailed as err:
             _remember(key, err)
             raise RecordError(f"{what}: {err.reason}", "decode") from None
+        except NoTimeLeft as err:  # not remembered: the registry may be fine
+            raise RecordError(f"{what}: {label}: {err}", "decode") from None
         log.info("schema id %d fetched from the schema registry at %s", schema_id, self.display)
         self._cache[schema_id] = schema
         return schema
@@ -143,17 +168,36 @@ class ConfluentRegistry:
                 raise _LookupFailed(f"{ref_label} cannot be used: {err}", NOT_FOUND_TTL_S) from None
 
     def _get(self, path: str, label: str) -> dict[str, Any]:
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = cls(self._host, self._port, timeout=self._timeout)
+        """GET a registry document; every wait (DNS, connect, TLS, read) ends before the
+        invocation's deadline. ``NoTimeLeft`` passes through: it says nothing about the registry."""
+        conn: http.client.HTTPConnection | None = None
+        read: Limit | None = None
         try:
+            budget = process_limit(CONNECT_TIMEOUT_S, f"the schema registry's {CONNECT_TIMEOUT_S:g}s connect timeout",
+                                   "asking the schema registry")
+            sock = open_socket(self._host, self._port or (443 if self._https else 80), self._peer, budget,
+                               self._tls())
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = cls(self._host, self._port)
+            conn.sock = sock
+            conn.auto_open = 0
+            read = self._read_limit(sock)
             conn.request("GET", self._base + path, headers=self._headers)
+            read = self._read_limit(sock)
             resp = conn.getresponse()
             status, body = resp.status, resp.read()
+        except WaitTimedOut as err:
+            raise _LookupFailed(f"{label}: {err}", UNAVAILABLE_TTL_S) from None
+        except TimeoutError:
+            assert read is not None
+            timed_out = WaitTimedOut("read", self._peer, read.seconds, read.reason)
+            raise _LookupFailed(f"{label}: {timed_out}", UNAVAILABLE_TTL_S) from None
         except (OSError, http.client.HTTPException) as err:
             raise _LookupFailed(f"{label}: the schema registry at {self.display} is unreachable: "
                                 f"{type(err).__name__}: {err}", UNAVAILABLE_TTL_S) from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
         message = _message(body)
         if status == 404:
             raise _LookupFailed(f"{label} is not in the schema registry at {self.display} "
@@ -186,7 +230,8 @@ def _message(body: bytes) -> str:
 
 
 class GlueRegistry:
-    """The AWS Glue Schema Registry, through boto3 (imported on first use: ~250 ms)."""
+    """The AWS Glue Schema Registry, through boto3 (imported on first use: ~250 ms), every wait
+    inside the invocation's deadline (``handler.aws_calls``)."""
 
     def __init__(self, region: str | None = None) -> None:
         self.region = region
@@ -204,31 +249,28 @@ class GlueRegistry:
         except _LookupFailed as err:
             _remember(key, err)
             raise RecordError(f"{what}: {err.reason}", "decode") from None
+        except NoTimeLeft as err:  # not remembered: Glue may be fine
+            raise RecordError(f"{what}: {label}: {err}", "decode") from None
         log.info("%s fetched from AWS Glue", label)
         _glue_cache[version_id] = schema
         return schema
 
-    def _client(self) -> Any:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_GLUE") or os.environ.get("AWS_ENDPOINT_URL")
-        key = (self.region, endpoint)
-        client = _glue_clients.get(key)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(connect_timeout=5, read_timeout=TIMEOUT_S, retries={"max_attempts": 2})
-            client = boto3.client("glue", region_name=self.region, config=config)
-            _glue_clients[key] = client
-        return client
-
     def _fetch(self, version_id: str, label: str) -> dict[str, Any]:
         try:
             from botocore.exceptions import BotoCoreError, ClientError
+
+            from handler import aws_calls
         except ImportError:  # the Lambda runtime ships boto3; elsewhere it is the `aws` extra
             raise RecordError(f"{label} needs boto3 for AWS Glue: pip install 'influx-sink[aws]'", "config") from None
 
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_GLUE") or os.environ.get("AWS_ENDPOINT_URL")
         try:
-            resp: dict[str, Any] = self._client().get_schema_version(SchemaVersionId=version_id)
+            resp: dict[str, Any] = aws_calls.call(
+                "glue", "AWS Glue", "asking AWS Glue for a schema",
+                lambda client: client.get_schema_version(SchemaVersionId=version_id),
+                region=self.region, endpoint=endpoint)
+        except WaitTimedOut as err:
+            raise _LookupFailed(f"{label}: {err}", UNAVAILABLE_TTL_S) from None
         except ClientError as err:
             error = err.response.get("Error", {})
             code, message = error.get("Code", "?"), error.get("Message", "")
