@@ -1,4 +1,4 @@
-"""Line protocol: escaping rules, and no record can inject or lose a point (acceptance 4).
+"""Line protocol: escaping rules, and no record can inject or lose a point.
 
 The unit tests pin the exact encoding. The end-to-end tests send records through the handler
 into the real InfluxDB 1.x and read everything back: each name and value must come back exactly,
