@@ -86,6 +86,24 @@ def _record_failure(record: KafkaRecord, err: RecordError | UnicodeEncodeError) 
     return _failure(record, err.reason, err.kind)
 
 
+# What decoding and mapping code can raise on a value it did not expect. Every known bad input has
+# its own RecordError with a reason; this is the last guard, so that one record the code still gets
+# wrong fails alone, under the error policy, instead of failing the invocation (and with it, every
+# good record of the batch, on every redelivery).
+UNEXPECTED = (RecursionError, TypeError, ValueError, ArithmeticError, AttributeError, LookupError)
+_CAUGHT = (RecordError, UnicodeEncodeError, *UNEXPECTED)
+
+
+def _unexpected_failure(record: KafkaRecord, err: Exception) -> Failure:
+    log.warning("unexpected %s while mapping the record at topic=%s partition=%s offset=%s", type(err).__name__,
+                record.topic, record.partition, record.offset, exc_info=err)
+    detail = str(err)
+    detail = detail if len(detail) <= 200 else detail[:197] + "..."
+    if isinstance(err, RecursionError):
+        return _failure(record, "the record is nested too deeply to be decoded and mapped", "decode")
+    return _failure(record, f"cannot be mapped: {type(err).__name__}: {detail}", "mapping")
+
+
 def map_records(records: Sequence[KafkaRecord], plan: Plan,
                 failures: list[Failure]) -> list[list[str] | None]:
     """Lines per record (None where the record failed; the failure is appended). For the CLI's dry run."""
@@ -97,6 +115,9 @@ def map_records(records: Sequence[KafkaRecord], plan: Plan,
             append(_lines_of(rec, lines_of))
         except (RecordError, UnicodeEncodeError) as err:
             failures.append(_record_failure(rec, err))
+            append(None)
+        except UNEXPECTED as err:
+            failures.append(_unexpected_failure(rec, err))
             append(None)
     return out
 
@@ -169,8 +190,9 @@ class _Batch:
                 for line in ls:
                     if not line.isascii():
                         line.encode("utf-8")
-            except (RecordError, UnicodeEncodeError) as err:
-                self.failures.append(_record_failure(rec, err))
+            except _CAUGHT as err:  # no cost until one is raised
+                self.failures.append(_record_failure(rec, err) if isinstance(err, RecordError | UnicodeEncodeError)
+                                     else _unexpected_failure(rec, err))
                 self.failed.add(i)
                 if incremental_cut:
                     key = (rec.topic, rec.partition)

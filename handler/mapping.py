@@ -40,6 +40,25 @@ _ONE_US = _dt.timedelta(microseconds=1)
 _ISO_RE = re.compile(
     r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|z|[+-]\d{2}(?::?\d{2})?)$")
 _DIGITS_RE = re.compile(r"[+-]?\d+$")
+# More significant digits than this cannot be a time InfluxDB stores, in any unit (int64 ns has 19).
+_MAX_TIME_DIGITS = 19
+
+
+def _short(value: Any) -> str:
+    """A value for a message: a huge integer or text is cut, never printed whole."""
+    if type(value) is int and value.bit_length() > 128:  # more than ~38 digits
+        digits = len(str(abs(value))) if value.bit_length() < 14_000 else None
+        return f"{str(value)[:20]}... ({digits} digits)" if digits else "an integer of thousands of digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _nested_too_deeply() -> RecordError:
+    """A decoded value whose objects or arrays nest past the recursion limit while flattened."""
+    import sys
+
+    return RecordError(f"the value is nested too deeply (about {sys.getrecursionlimit()} levels or more) to be "
+                       "flattened into fields", "mapping")
 
 
 class Context:
@@ -134,10 +153,14 @@ def _special_field(fields: dict[str, Any], name: str, value: Any, st: _Statement
         fields[name] = value
     elif isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
-            raise RecordError(f"field {name!r}: integer {value} is outside int64")
+            raise RecordError(f"field {name!r}: integer {_short(value)} is outside int64")
         fields[name] = int(value)
     elif isinstance(value, (float, Decimal)):
-        _put(fields, name, float(value), st)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # a signalling NaN Decimal
+            raise RecordError(f"field {name!r}: {_short(value)} is not a number InfluxDB can store") from None
+        _put(fields, name, number, st)
     elif isinstance(value, _dt.datetime):
         fields[name] = _datetime_ns(value) // 1_000_000
     elif isinstance(value, _dt.date):
@@ -166,7 +189,7 @@ def _put(fields: dict[str, Any], name: str, value: Any, st: _StatementState) -> 
         fields[name] = value
     elif t is int:
         if not INT64_MIN <= value <= INT64_MAX:
-            raise RecordError(f"field {name!r}: integer {value} is outside int64")
+            raise RecordError(f"field {name!r}: integer {_short(value)} is outside int64")
         fields[name] = value
     elif t is float:
         if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
@@ -316,7 +339,7 @@ def parse_iso(text: str) -> int:
     """An ISO-8601 instant with a zone → epoch nanoseconds, keeping all nine fraction digits."""
     m = _ISO_RE.match(text.strip())
     if not m:
-        raise RecordError(f"timestamp {text!r} is not an ISO-8601 instant with a zone (Z or +hh:mm)")
+        raise RecordError(f"timestamp {_short(text)} is not an ISO-8601 instant with a zone (Z or +hh:mm)")
     date, clock, frac, zone = m.groups()
     if len(clock) == 5:
         clock += ":00"
@@ -364,7 +387,13 @@ def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], 
             # where float arithmetic would give 1569370313869999872 ns.
             ns = round(Decimal(repr(value)) * float_factor)
         elif t is str:
-            ns = int(value) * factor if _DIGITS_RE.match(value) else parse_iso(value)
+            if _DIGITS_RE.match(value):
+                if len(value.lstrip("+-").lstrip("0")) > _MAX_TIME_DIGITS:  # int() refuses past 4300 digits
+                    raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
+                                      "(1677-09-21 .. 2262-04-11)")
+                ns = int(value) * factor
+            else:
+                ns = parse_iso(value)
         elif value is MISSING or value is None:
             raise RecordError(f"timestamp '{text}' is {'missing' if value is MISSING else 'null'}")
         elif isinstance(value, _dt.datetime):
@@ -372,11 +401,14 @@ def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], 
         elif isinstance(value, _dt.date):
             ns = (value - _dt.date(1970, 1, 1)).days * 86_400 * 1_000_000_000
         elif isinstance(value, Decimal):
+            if not value.is_finite() or value.adjusted() > _MAX_TIME_DIGITS:
+                raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
+                                  "(1677-09-21 .. 2262-04-11)")
             ns = round(value * factor)
         else:
             raise RecordError(f"timestamp '{text}' is a {type(value).__name__}, not a time")
         if not TIME_MIN_NS <= ns <= TIME_MAX_NS:
-            raise RecordError(f"timestamp '{text}' = {value!r} is outside what InfluxDB can store "
+            raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
                               "(1677-09-21 .. 2262-04-11)")
         return ns
 
@@ -763,7 +795,10 @@ class Plan:
             self.stats.tombstones += 1
             return []
         ctx = Context(record, value, self.decoder, self.stats)
-        return [c.point(ctx) for c in compiled]
+        try:
+            return [c.point(ctx) for c in compiled]
+        except RecursionError:
+            raise _nested_too_deeply() from None
 
     def lines(self, record: KafkaRecord) -> list[str]:
         """The record's lines of line protocol: exactly ``[encode(p) for p in points(record)]``
@@ -782,7 +817,10 @@ class Plan:
         def reference(record: KafkaRecord, value: Any, non_finite: int) -> list[str]:
             stats.non_finite = non_finite  # the fused path's counts are dropped: counted again here
             ctx = Context(record, value, decoder, stats)
-            points = [c.point(ctx) for c in compiled]  # every statement mapped before any is encoded
+            try:
+                points = [c.point(ctx) for c in compiled]  # every statement mapped before any is encoded
+            except RecursionError:
+                raise _nested_too_deeply() from None
             return [encode(p) for p in points]
 
         if len(fused) == 1:
@@ -798,6 +836,9 @@ class Plan:
                     return [line(record, value)]
                 except RecordError:
                     return reference(record, value, non_finite)
+                except RecursionError:  # no cost unless raised; the reference path would only raise it again
+                    stats.non_finite = non_finite
+                    raise _nested_too_deeply() from None
 
             return one
 
@@ -811,6 +852,9 @@ class Plan:
                 return [f(record, value) for f in fused]
             except RecordError:
                 return reference(record, value, non_finite)
+            except RecursionError:
+                stats.non_finite = non_finite
+                raise _nested_too_deeply() from None
 
         return several
 

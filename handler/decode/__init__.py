@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from handler.errors import ConfigError, RecordError
-from handler.records import KafkaRecord
+from handler.records import KafkaRecord, describe, not_base64
 
 if TYPE_CHECKING:
     from handler.decode.avro import Schema
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 _std_loads = json.loads
 _a2b_base64 = binascii.a2b_base64
 _FRAMED = (b"\x00", b"\x03")
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _fast_decode: Callable[[bytes], Any] | None = None
 
 
@@ -59,12 +62,28 @@ def _json_loads(data: bytes) -> Any:
     what it refuses and ``json`` accepts (``NaN``/``Infinity``, ``1e400``, lone surrogates as
     escapes or as UTF-8-encoded surrogates, a BOM, UTF-16/32) and every malformed document go
     to ``json.loads``, which gives its value or its error (tests/test_fast_path_decode.py).
+    A document nested too deeply for either raises RecursionError, as ``json.loads`` does; the
+    callers turn it into the record's error (not a "not JSON": a key must not become its text).
     """
     fast = _fast_decode or _load_fast()
     try:
         return fast(data)
     except (ValueError, RecursionError):  # msgspec.DecodeError, ValidationError, UnicodeDecodeError; nesting
         return _std_loads(data)
+
+
+def too_deep(what: str) -> RecordError:
+    """A payload nested deeper than the interpreter's recursion limit (about a thousand levels)."""
+    return RecordError(f"{what} is nested too deeply (about {sys.getrecursionlimit()} levels or more) to be "
+                       "decoded and mapped", "decode")
+
+
+def invalid_json(what: str, err: ValueError) -> RecordError:
+    """``what is not valid JSON: ...``, in the sink's words where Python's would puzzle."""
+    reason = str(err)
+    if "integer string conversion" in reason:  # int() refuses more than sys.get_int_max_str_digits() digits
+        reason = f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return RecordError(f"{what} is not valid JSON: {reason}", "decode")
 
 
 class Decoder:
@@ -105,8 +124,8 @@ class Decoder:
             return None
         try:
             data = _a2b_base64(text, strict_mode=True)
-        except (binascii.Error, ValueError) as err:
-            raise RecordError(f"value is not valid base64: {err}", "decode") from None
+        except (binascii.Error, ValueError, TypeError) as err:  # TypeError: not text (a number, a list...)
+            raise not_base64(text, "value", err) from None
         if self._plain_json_value and record.value_schema is None and data[:1] not in _FRAMED:
             # decode()'s ``auto`` branch for plain JSON, without walking its other branches
             try:
@@ -115,7 +134,9 @@ class Decoder:
                 try:
                     doc = _std_loads(data)
                 except ValueError as err:
-                    raise RecordError(f"value is not valid JSON: {err}", "decode") from None
+                    raise invalid_json("value", err) from None
+                except RecursionError:
+                    raise too_deep("value") from None
             if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
                 return _unwrap(doc, "value")
             return doc
@@ -135,6 +156,8 @@ class Decoder:
                     return data.decode("utf-8")
                 except UnicodeDecodeError:
                     raise RecordError("key is neither JSON nor UTF-8 text", "decode") from None
+            except RecursionError:
+                raise too_deep("key") from None
             return _unwrap(doc, "key")
         return self.decode(data, self.key_kind, "key", meta, self.key_schema)
 
@@ -203,6 +226,8 @@ class Decoder:
             return _json_loads(data)
         except ValueError as err:
             json_error = err
+        except RecursionError:
+            raise too_deep(what) from None
         fmt = str(meta.get("dataFormat", "")).upper() if isinstance(meta, dict) else ""
         if fmt == "AVRO":
             if schema is not None:
@@ -212,13 +237,17 @@ class Decoder:
         hint = "" if fmt in ("", "JSON") else (
             f" ({fmt} in the event source's SOURCE record format is not supported: "
             "set EventRecordFormat to JSON on the event source mapping)")
-        raise RecordError(f"{what} is not valid JSON: {json_error}{hint}", "decode")
+        raise RecordError(f"{invalid_json(what, json_error).reason}{hint}", "decode")
 
     def _by_metadata(self, data: bytes, what: str, meta: dict[str, Any]) -> Any:
         """Unframed Avro whose schema id the event source's metadata gives (digits: Confluent; UUID: Glue)."""
-        schema_id = str(meta["schemaId"])
-        if schema_id.isdigit():
+        raw = meta["schemaId"]
+        schema_id = str(raw) if type(raw) in (str, int) else ""
+        if schema_id.isascii() and schema_id.isdigit() and len(schema_id) <= 10 and int(schema_id) < 2**31:
             return self._confluent_registry(what, int(schema_id)).schema(int(schema_id), what).read(data, what)
+        if not _UUID_RE.fullmatch(schema_id):
+            raise RecordError(f"{what}'s schemaId in the event source's metadata is {describe(raw)}: neither a "
+                              "Confluent schema id (a number) nor an AWS Glue schema version id (a UUID)", "decode")
         return self._glue_registry().schema(schema_id, what).read(data, what)
 
     def _connect(self, data: bytes, what: str) -> Any:
@@ -235,7 +264,9 @@ class Decoder:
         try:
             doc = _json_loads(data)
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise RecordError(f"{what} is not valid JSON: {err}", "decode") from None
+            raise invalid_json(what, err) from None
+        except RecursionError:
+            raise too_deep(what) from None
         return _unwrap(doc, what) if envelope else doc
 
     # ------------------------------------------------------------ registries

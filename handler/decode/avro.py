@@ -10,8 +10,8 @@ converted to ``datetime`` and back to epoch ms by the mapping stage, than read a
 - ``uuid`` → the raw string;
 - ``local-timestamp-micros`` → read as ``timestamp-micros`` (a zone-less time is taken as UTC).
 
-The rest keep fastavro's conversion and the mapping stage turns them into what section 4 of the
-contract says: ``date`` → ``datetime.date``, ``time-micros`` → ``datetime.time``,
+The rest keep fastavro's conversion and the mapping stage turns them into what InfluxDB can
+store: ``date`` → ``datetime.date``, ``time-micros`` → ``datetime.time``,
 ``timestamp-micros`` → aware ``datetime`` (as a field: epoch ms; as ``WITHTIMESTAMP``: the exact
 microsecond instant), ``decimal`` → ``Decimal`` (a float). ``bytes``/``fixed`` stay bytes and
 fail the record only if a statement writes them.
@@ -40,7 +40,8 @@ GLUE_HEADER = 18  # magic + compression + 16-byte schema version UUID
 # Everything fastavro raises on bytes that are not a record of the schema (measured with fuzzed
 # payloads: EOFError for truncation, IndexError for bad union/enum indexes, UnicodeDecodeError
 # (a ValueError) for bad strings; ValueError / OverflowError for unrepresentable dates).
-_READ_ERRORS = (EOFError, IndexError, ValueError, ArithmeticError, KeyError, TypeError)
+# RecursionError: a recursive schema (a linked list of records) with a body nested past the limit.
+_READ_ERRORS = (EOFError, IndexError, ValueError, ArithmeticError, KeyError, TypeError, RecursionError)
 
 _RAW_LOGICAL = {("long", "timestamp-millis"), ("long", "local-timestamp-millis"),
                 ("int", "time-millis"), ("string", "uuid")}
@@ -68,6 +69,8 @@ class Schema:
                 return json.loads(bytes(body))
             except ValueError as err:
                 raise RecordError(f"{what} is not valid JSON for {self.label}: {err}", "decode") from None
+            except RecursionError:
+                raise RecordError(f"{what} is JSON nested too deeply for {self.label}", "decode") from None
         fo = io.BytesIO(body)
         try:
             value = schemaless_reader(fo, self.parsed, None)
@@ -75,6 +78,8 @@ class Schema:
             detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             if isinstance(err, EOFError):
                 detail = f"truncated ({detail})"
+            elif isinstance(err, RecursionError):
+                detail = "nested too deeply"
             raise RecordError(f"{what} is not valid Avro for {self.label}: {detail}", "decode") from None
         left = len(body) - fo.tell()
         if left:
@@ -118,8 +123,12 @@ def parse(text: str | Any, label: str, named: dict[str, Any] | None = None) -> S
         doc = json.loads(text) if isinstance(text, str) else text
     except ValueError as err:
         raise SchemaProblem(f"{label} is not JSON: {err}") from None
+    except RecursionError:
+        raise SchemaProblem(f"{label} is JSON nested too deeply") from None
     try:
         parsed = parse_schema(prepare(doc), named_schemas={} if named is None else named)
+    except RecursionError:
+        raise SchemaProblem(f"{label} is not a valid Avro schema: nested too deeply") from None
     except (SchemaParseException, ValueError, TypeError, KeyError, AttributeError) as err:
         raise SchemaProblem(f"{label} is not a valid Avro schema: {type(err).__name__}: {err}") from None
     return Schema(parsed, label)
