@@ -3,7 +3,10 @@
 It plays the part of Lambda's Kafka event source mapping on a laptop or a plain server, so the
 handler runs unchanged and behaves as it will in AWS:
 
-- a kafka-python consumer in a consumer group, auto-commit off;
+- a kafka-python consumer in a consumer group, auto-commit off, reading with isolation level
+  ``read_committed`` by default (``--isolation-level``), so records of open transactions are held
+  back until they commit and, on brokers that report aborted transactions, aborted ones never
+  reach the handler; every codec a producer may compress with (gzip, snappy, lz4, zstd) is read;
 - batches of up to ``--batch-size`` records gathered for up to ``--batch-window-ms``, turned into
   an event shaped exactly like the MSK event source's (``handler.eventgen``), and handed to
   ``lambda_handler`` with a context whose ``get_remaining_time_in_millis`` counts down from
@@ -18,7 +21,9 @@ handler runs unchanged and behaves as it will in AWS:
   once), or, after an exception, the whole batch. Given-up records are produced to
   ``--dlq-topic`` with headers saying where they came from and why, or, without a dead-letter
   topic, logged one by one at ERROR and skipped (what Lambda does without a destination);
-- SIGTERM / SIGINT finish the current batch, commit, leave the group and exit 0.
+- SIGTERM / SIGINT finish the current batch, commit, leave the group and exit 0; ``--until-idle``
+  exits after that long without records, counted only while partitions are assigned (joining
+  the group or a rebalance is not idleness), logging while it waits for an assignment.
 
 kafka-python is imported only here, and only when the runner starts; ``add_consume_parser`` and
 ``run`` are what ``handler.cli`` registers. See docs/local-runner.md.
@@ -27,6 +32,7 @@ kafka-python is imported only here, and only when the runner starts; ``add_consu
 from __future__ import annotations
 
 import argparse
+import enum
 import logging
 import os
 import signal
@@ -48,6 +54,14 @@ TP = tuple[str, int]  # (topic, partition); kafka's TopicPartition is a namedtup
 
 DLQ_HEADER_PREFIX = "influx-sink."
 MAX_REASON = 1000
+WAITING_LOG_INTERVAL = 5.0  # seconds between "still waiting for an assignment" lines
+
+
+class IsolationLevel(enum.StrEnum):
+    """Which records a fetch may return: the Kafka consumer setting ``isolation.level``."""
+
+    READ_COMMITTED = "read_committed"      # only committed transactions (and non-transactional records)
+    READ_UNCOMMITTED = "read_uncommitted"  # everything written, aborted transactions included
 
 
 class ConsumeError(SinkError):
@@ -75,6 +89,7 @@ class Options:
     max_backoff_ms: int = 30_000
     session_timeout_ms: int = 10_000
     auto_offset_reset: str = "earliest"
+    isolation_level: IsolationLevel = IsolationLevel.READ_COMMITTED
     progress: bool | None = None  # None: when stderr is a terminal
     client_id: str = "influx-sink-local"
 
@@ -244,7 +259,9 @@ class Runner:
         self._stop = threading.Event()
         self._retry: dict[TP, _Retry] = {}
         self._pending: list[Any] = []  # the batch being gathered (the rebalance listener edits it)
-        self._assigned_at: float | None = None
+        self._assigned_at: float | None = None  # None while joining or rebalancing: not idle time
+        self._unassigned_since = time.monotonic()
+        self._waiting_logged = 0.0
         self._consumer: Any = None
         self._producer: Any = None
         self._tp_cls: Any = None
@@ -277,18 +294,10 @@ class Runner:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                # Records gathered for the batch being built are someone else's now (and, if the
-                # partition comes back, it restarts from the committed offset): drop them.
-                gone = {(tp.topic, tp.partition) for tp in revoked}
-                runner._pending[:] = [m for m in runner._pending if (m.topic, m.partition) not in gone]
-                for key in gone:
-                    runner._retry.pop(key, None)
-                if revoked:
-                    log.info("partitions revoked: %s", _names(revoked))
+                runner.on_revoked(revoked)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                runner._assigned_at = time.monotonic()
-                log.info("partitions assigned: %s", _names(assigned) or "none")
+                runner.on_assigned(assigned)
 
         o = self.opts
         # The handler may take the whole function timeout, plus our backoff: poll often enough.
@@ -300,10 +309,29 @@ class Runner:
                 enable_auto_commit=False, auto_offset_reset=o.auto_offset_reset,
                 max_poll_records=o.batch_size, session_timeout_ms=o.session_timeout_ms,
                 heartbeat_interval_ms=max(100, o.session_timeout_ms // 3),
-                max_poll_interval_ms=max_poll_ms, request_timeout_ms=max(30_000, o.session_timeout_ms + 5_000))
+                max_poll_interval_ms=max_poll_ms, request_timeout_ms=max(30_000, o.session_timeout_ms + 5_000),
+                isolation_level=str(o.isolation_level))
             self._consumer.subscribe(o.topics, listener=Listener())
         except KafkaError as err:
             raise ConsumeError(f"cannot consume from {o.bootstrap_servers}: {err}") from err
+
+    def on_revoked(self, revoked: Any) -> None:
+        """The group takes partitions away (a rebalance starts; at the first join, none)."""
+        # Records gathered for the batch being built are someone else's now (and, if the
+        # partition comes back, it restarts from the committed offset): drop them.
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        self._pending[:] = [m for m in self._pending if (m.topic, m.partition) not in gone]
+        for key in gone:
+            self._retry.pop(key, None)
+        if revoked:  # a rebalance: until the next assignment, waiting is not idleness
+            self._assigned_at = None
+            self._unassigned_since = self._waiting_logged = time.monotonic()
+            log.info("partitions revoked: %s", _names(revoked))
+
+    def on_assigned(self, assigned: Any) -> None:
+        """The group has assigned partitions (possibly none): the idle clock runs from here."""
+        self._assigned_at = time.monotonic()
+        log.info("partitions assigned: %s", _names(assigned) or "none")
 
     def _tp(self, key: TP) -> Any:
         return self._tp_cls(key[0], key[1])
@@ -470,22 +498,33 @@ class Runner:
 
     # ------------------------------------------------------------------ loop
 
-    def _idle_expired(self, started: float, last_activity: float) -> bool:
+    def _idle_expired(self, last_activity: float, now: float) -> bool:
+        """``--until-idle`` is reached: that long without records while partitions are assigned.
+
+        Time spent joining the group or in a rebalance does not count, however long the group
+        takes (another member slow to rejoin holds everyone's assignment): exiting then would
+        exit having consumed nothing.
+        """
         limit = self.opts.until_idle
-        if limit is None or self._retry:
+        if limit is None or self._retry or self._assigned_at is None:
             return False
-        now = time.monotonic()
-        if self._assigned_at is None:
-            # Joining the group can take a while (Tansu: half the session timeout): not idleness.
-            return now - started >= limit + self.opts.session_timeout_ms / 1000
         return now - max(last_activity, self._assigned_at) >= limit
+
+    def _log_waiting(self, now: float) -> None:
+        """Say, every few seconds, that no partition is assigned yet (so a silent runner is explained)."""
+        if self._assigned_at is not None or now - self._waiting_logged < WAITING_LOG_INTERVAL:
+            return
+        self._waiting_logged = now
+        idle = "; --until-idle counts from the assignment" if self.opts.until_idle is not None else ""
+        log.info("waiting for group %s to assign partitions of %s (%.0fs so far%s)", self.opts.group_id,
+                 ",".join(self.opts.topics), now - self._unassigned_since, idle)
 
     def run(self) -> Stats:
         """Consume until stopped (``stop()``, SIGTERM/SIGINT) or idle; returns the counters."""
         self._connect()
-        started = last_activity = time.monotonic()
-        log.info("consuming %s as group %s from %s", ",".join(self.opts.topics), self.opts.group_id,
-                 self.opts.bootstrap_servers)
+        self._unassigned_since = self._waiting_logged = last_activity = time.monotonic()
+        log.info("consuming %s as group %s from %s (%s)", ",".join(self.opts.topics), self.opts.group_id,
+                 self.opts.bootstrap_servers, self.opts.isolation_level)
         try:
             while not self.stopping:
                 batch = self._collect()
@@ -499,9 +538,11 @@ class Runner:
                         # rather do, but kafka-python 3.0.12 may never fetch a resumed partition again.
                         self._stop.wait(backoff)
                     last_activity = time.monotonic()
-                elif self._idle_expired(started, last_activity):
+                elif self._idle_expired(last_activity, time.monotonic()):
                     log.info("no new records for %ss; exiting", self.opts.until_idle)
                     break
+                else:
+                    self._log_waiting(time.monotonic())
                 self.progress.update(self.stats, self.lag() if self.progress.enabled else None)
         finally:
             self.progress.update(self.stats, self.lag() if self.progress.enabled else None, force=True)
@@ -552,7 +593,8 @@ EPILOG = ("Offsets are committed only past records the handler acknowledged; fai
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``consume`` flags (shared by ``influx-sink consume`` and ``python -m handler.consume``)."""
-    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,HOST:PORT]")
+    parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,HOST:PORT]",
+                        help="the Kafka brokers to bootstrap from (plaintext)")
     parser.add_argument("--topics", required=True, metavar="T1[,T2]", help="comma-separated topics")
     parser.add_argument("--group-id", required=True, metavar="G", help="consumer group (offsets are kept per group)")
     parser.add_argument("--batch-size", type=_positive, default=100, metavar="N",
@@ -560,7 +602,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-window-ms", type=int, default=500, metavar="MS",
                         help="wait this long after the first record for a fuller batch (default 500)")
     parser.add_argument("--until-idle", type=_non_negative, metavar="SECONDS",
-                        help="exit after this many seconds without new records (default: run until stopped)")
+                        help="exit after this many seconds without new records, counted while partitions are "
+                             "assigned (default: run until stopped)")
     parser.add_argument("--max-retries", type=int, metavar="N",
                         help="retries of a failed batch/partition before giving its records up; -1 = forever "
                              "(default: connect.influx.max.retries)")
@@ -570,11 +613,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the context's get_remaining_time_in_millis counts down from (default 60)")
     parser.add_argument("--retry-backoff-ms", type=int, default=500, metavar="MS",
                         help="first retry delay, doubled per attempt (default 500)")
-    parser.add_argument("--max-backoff-ms", type=int, default=30_000, metavar="MS", help="cap of the retry delay")
+    parser.add_argument("--max-backoff-ms", type=int, default=30_000, metavar="MS",
+                        help="cap of the retry delay (default 30000)")
     parser.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
                         help="consumer group session timeout (default 10000)")
     parser.add_argument("--auto-offset-reset", choices=["earliest", "latest"], default="earliest",
                         help="where a group without committed offsets starts (default earliest)")
+    parser.add_argument("--isolation-level", type=IsolationLevel, choices=list(IsolationLevel),
+                        default=IsolationLevel.READ_COMMITTED,
+                        help="read_committed: only records of committed transactions (and non-transactional "
+                             "ones); read_uncommitted: aborted and open transactions' records too "
+                             "(default read_committed)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show records/s and lag on stderr (default: when stderr is a terminal)")
 
@@ -596,7 +645,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
                    max_retries=args.max_retries, dlq_topic=args.dlq_topic, function_timeout=args.function_timeout,
                    retry_backoff_ms=args.retry_backoff_ms, max_backoff_ms=args.max_backoff_ms,
                    session_timeout_ms=args.session_timeout_ms, auto_offset_reset=args.auto_offset_reset,
-                   progress=args.progress)
+                   isolation_level=IsolationLevel(args.isolation_level), progress=args.progress)
 
 
 def _install_signals(runner: Runner) -> Callable[[], None]:
