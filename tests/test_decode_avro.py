@@ -361,3 +361,47 @@ def test_tombstone_is_none_and_counted():
     plan = Plan(parse("INSERT INTO m SELECT * FROM t"), Decoder("avro"))
     assert plan.points(rec(None)) == []
     assert plan.stats.tombstones == 1
+
+
+# ------------------------------------------------------------------ a recursive schema, a body nested very deep
+
+LINKED = ('{"type": "record", "name": "Node", "namespace": "ex", "fields": [{"name": "v", "type": "int"}, '
+          '{"name": "next", "type": ["null", "Node"]}]}')
+
+
+@pytest.mark.parametrize("depth", [10, 5000, 100_000])
+def test_deep_body_of_a_recursive_schema_fails_the_record_not_the_process(depth):
+    # fastavro's compiled reader recurses in C without a limit: a deep enough body is a segfault,
+    # so the read runs in a child process whose exit shows it.
+    import subprocess
+    import sys
+
+    code = ("from handler.decode.avro import parse\n"
+            "from handler.errors import RecordError\n"
+            f"s = parse({LINKED!r}, 'connect.influx.value.avro.schema')\n"
+            f"body = b'\\x02\\x02' * {depth} + b'\\x02\\x00'\n"
+            "try:\n"
+            "    v = s.read(body, 'value')\n"
+            "    n = 0\n"
+            "    while v is not None:\n"
+            "        n, v = n + 1, v['next']\n"
+            "    print('ok', n)\n"
+            "except RecordError as err:\n"
+            "    print('record error:', err.reason)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if depth == 10:
+        assert out.stdout.strip() == "ok 11"
+    else:
+        assert out.stdout.strip() == ("record error: value is not valid Avro for connect.influx.value.avro.schema: "
+                                      "nested too deeply")
+
+
+def test_recursive_schemas_are_recognised():
+    from handler.decode.avro import is_recursive, parse
+
+    tree = '{"type": "record", "name": "T", "fields": [{"name": "kids", "type": {"type": "array", "items": "T"}}]}'
+    shared = ('{"type": "record", "name": "R", "fields": [{"name": "a", "type": {"type": "record", "name": "S", '
+              '"fields": [{"name": "x", "type": "int"}]}}, {"name": "b", "type": "S"}]}')
+    assert is_recursive(parse(LINKED, "x").parsed) and is_recursive(parse(tree, "x").parsed)
+    assert not is_recursive(parse(shared, "x").parsed)

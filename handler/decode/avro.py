@@ -53,14 +53,25 @@ class SchemaProblem(ValueError):
 
 
 class Schema:
-    """A writer schema ready to read bodies with; parsed once and kept for the process."""
+    """A writer schema ready to read bodies with; parsed once and kept for the process.
 
-    __slots__ = ("label", "parsed", "text_format")
+    A recursive schema (a record that can hold itself, e.g. a linked list or a tree) is read
+    with fastavro's pure-Python reader: its compiled reader recurses in C with no limit, so a
+    body nested a few thousand levels deep crashes the process (segmentation fault) instead of
+    failing the record. The Python reader raises RecursionError, which fails only that record.
+    """
+
+    __slots__ = ("label", "parsed", "reader", "text_format")
 
     def __init__(self, parsed: Any, label: str, text_format: str = "AVRO") -> None:
         self.parsed = parsed
         self.label = label  # "schema id 7", "Glue schema version <uuid>", "connect.influx.value.avro.schema"
         self.text_format = text_format  # AVRO, or JSON for registry schemas of JSON payloads
+        self.reader: Any = schemaless_reader
+        if parsed is not None and is_recursive(parsed):
+            from fastavro._read_py import schemaless_reader as python_reader
+
+            self.reader = python_reader
 
     def read(self, body: bytes | memoryview, what: str) -> Any:
         """Decode one body; any mismatch is a RecordError for the record."""
@@ -73,7 +84,7 @@ class Schema:
                 raise RecordError(f"{what} is JSON nested too deeply for {self.label}", "decode") from None
         fo = io.BytesIO(body)
         try:
-            value = schemaless_reader(fo, self.parsed, None)
+            value = self.reader(fo, self.parsed, None)
         except _READ_ERRORS as err:
             detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             if isinstance(err, EOFError):
@@ -86,6 +97,54 @@ class Schema:
             raise RecordError(f"{what} is not valid Avro for {self.label}: {left} byte(s) left over after "
                               "the record (corrupt payload, or written with another schema)", "decode")
         return value
+
+
+def is_recursive(parsed: Any) -> bool:
+    """True when a named type of the parsed schema can contain itself (directly or through other
+    named types). A reference is matched by its full name or its last part, so a namespace
+    spelled differently can only make a schema look recursive, never hide that it is."""
+    named: dict[str, Any] = parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}
+    short = {name.rsplit(".", 1)[-1]: name for name in named}
+    finite: set[str] = set()  # named types already walked and found not to contain themselves
+
+    def walk(node: Any, open_names: frozenset[str]) -> bool:
+        if isinstance(node, str):
+            full = node if node in named else short.get(node.rsplit(".", 1)[-1])
+            if full is None or full in finite:
+                return False
+            if full in open_names:
+                return True
+            if walk(named[full], open_names):
+                return True
+            finite.add(full)
+            return False
+        if isinstance(node, list):
+            return any(walk(item, open_names) for item in node)
+        if not isinstance(node, dict):
+            return False
+        kind = node.get("type")
+        name = node.get("name")
+        if isinstance(name, str) and kind in ("record", "error", "enum", "fixed"):
+            full = name if name in named else short.get(name.rsplit(".", 1)[-1], name)
+            open_names = open_names | {full}
+        if kind in ("record", "error"):
+            return any(walk(f.get("type"), open_names) for f in node.get("fields") or () if isinstance(f, dict))
+        if kind == "array":
+            return walk(node.get("items"), open_names)
+        if kind == "map":
+            return walk(node.get("values"), open_names)
+        if isinstance(kind, dict | list | str) and kind not in _PRIMITIVES:
+            return walk(kind, open_names)
+        return False
+
+    try:
+        return walk(parsed, frozenset())
+    except RecursionError:  # a schema too deep to walk: read it with the reader that cannot crash
+        return True
+
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string",
+                         "record", "error", "enum", "fixed", "array", "map"})
 
 
 def prepare(schema: Any) -> Any:
