@@ -97,9 +97,10 @@ def check_docs_table() -> None:
     problems = [f"{name}: not in docs/payloads.md's table" for name in PAYLOAD if name not in rows]
     problems += [f"{name}: docs/payloads.md gives another KCQL than `{spec['kcql']}`"
                  for name, spec in PAYLOAD.items() if name in rows and f"`{spec['kcql']}`" not in rows[name]]
-    problems += [f"{name}: in docs/payloads.md's table, not in ci_sam.sh's" for name in rows if name not in PAYLOAD]
+    problems += [f"{name}: in docs/payloads.md's table, not in ci_sam_events.py's"
+                 for name in rows if name not in PAYLOAD]
     if problems:
-        sys.exit("ci_sam.sh and docs/payloads.md disagree:\n" + "\n".join(problems))
+        sys.exit("scripts/ci_sam_events.py and docs/payloads.md disagree:\n" + "\n".join(problems))
 
 
 def parts(event: dict) -> list[bytes]:
@@ -187,7 +188,7 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
     name = os.path.basename(path)
     spec = PAYLOAD.get(name)
     if spec is None and not name.startswith(("msk-", "self-managed-")):
-        raise Failed(f"{path}: a new kind of sample event; add what it needs to ci_sam.sh's PAYLOAD table "
+        raise Failed(f"{path}: a new kind of sample event; add what it needs to ci_sam_events.py's PAYLOAD table "
                      "(and to docs/payloads.md's), or name it msk-*/self-managed-* if events/env.json suffices")
     spec = spec or {}
     db = f"ci_sam_{i}"
@@ -204,7 +205,7 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
     if ids:
         files = spec.get("registry", {})
         if not ids <= files.keys():
-            raise Failed(f"{path}: carries Confluent schema id(s) {sorted(ids - files.keys())} that ci_sam.sh's "
+            raise Failed(f"{path}: carries Confluent schema id(s) {sorted(ids - files.keys())} that ci_sam_events.py's "
                          "PAYLOAD table does not map to a schema file")
         texts = {}
         for sid in sorted(ids):
@@ -217,7 +218,7 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
     versions = glue_ids(event)
     if versions:
         if versions != {GLUE_PLACEHOLDER} or "glue" not in spec:
-            raise Failed(f"{path}: carries Glue schema version id(s) {sorted(map(str, versions))}; ci_sam.sh "
+            raise Failed(f"{path}: carries Glue schema version id(s) {sorted(map(str, versions))}; ci_sam_events.py "
                          f"expects the placeholder {GLUE_PLACEHOLDER} and a 'glue' schema in its PAYLOAD table")
         if "moto" not in services:
             services["moto"] = Moto()
