@@ -214,6 +214,7 @@ class FunctionProcess:
 
     def __init__(self, task_root: Path, handler: str, api_address: str, *, runtime_dir: Path, python: str,
                  function_env: Mapping[str, str] | None = None, log_dir: Path, python_flags: Sequence[str] = ()):
+        task_root, runtime_dir = task_root.resolve(), runtime_dir.resolve()  # the mounts run in the task root
         self.task_root = task_root
         env = lambda_env(task_root, handler, api_address, runtime_dir, python, function_env)
         cmd, extra = readonly_command([task_root, runtime_dir],
