@@ -388,10 +388,11 @@ def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], 
             ns = round(Decimal(repr(value)) * float_factor)
         elif t is str:
             if _DIGITS_RE.match(value):
-                if len(value.lstrip("+-").lstrip("0")) > _MAX_TIME_DIGITS:  # int() refuses past 4300 digits
+                digits = value.lstrip("+-").lstrip("0")
+                if len(digits) > _MAX_TIME_DIGITS:  # also: int() refuses more than 4300 digits
                     raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
                                       "(1677-09-21 .. 2262-04-11)")
-                ns = int(value) * factor
+                ns = int(digits or "0") * factor * (-1 if value[0] == "-" else 1)
             else:
                 ns = parse_iso(value)
         elif value is MISSING or value is None:

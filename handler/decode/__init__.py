@@ -78,10 +78,13 @@ def too_deep(what: str) -> RecordError:
                        "decoded and mapped", "decode")
 
 
+_TOO_MANY_DIGITS = "integer string conversion"  # in the ValueError of int() past its digit limit
+
+
 def invalid_json(what: str, err: ValueError) -> RecordError:
     """``what is not valid JSON: ...``, in the sink's words where Python's would puzzle."""
     reason = str(err)
-    if "integer string conversion" in reason:  # int() refuses more than sys.get_int_max_str_digits() digits
+    if _TOO_MANY_DIGITS in reason:  # int() refuses more than sys.get_int_max_str_digits() digits
         reason = f"a number has more than {sys.get_int_max_str_digits()} digits"
     return RecordError(f"{what} is not valid JSON: {reason}", "decode")
 
@@ -151,7 +154,9 @@ class Decoder:
         if self.key_kind == "auto" and meta is None and self.key_schema is None and data[:1] not in _FRAMED:
             try:
                 doc = _json_loads(data)
-            except ValueError:
+            except ValueError as err:
+                if _TOO_MANY_DIGITS in str(err):  # JSON after all, with a number Python will not read
+                    raise invalid_json("key", err) from None
                 try:
                     return data.decode("utf-8")
                 except UnicodeDecodeError:
