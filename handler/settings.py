@@ -1,8 +1,8 @@
-"""Settings: the seed's keys, from defaults < Parameter Store < environment, validated once.
+"""Settings: the original connector's keys, from defaults < Parameter Store < environment, validated once.
 
 A key ``connect.influx.kcql`` is the environment variable ``CONNECT_INFLUX_KCQL``. Every problem
 is gathered into one ``ConfigError`` naming the key, its environment name and the bad value;
-secrets are never shown (``[hidden]``, as the seed's own log prints them).
+secrets are never shown (``[hidden]``, as the original connector's startup log prints them).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class Settings:
     statements: tuple[Any, ...] = field(default=(), repr=False)  # the parsed KCQL (kcql.Statement)
 
     def describe(self) -> list[str]:
-        """``key = value (source)`` lines with secrets masked, as the seed's startup log."""
+        """``key = value (source)`` lines with secrets masked, like the original connector's startup log."""
         lines = []
         for spec in SPECS:
             value = getattr(self, spec.attr)

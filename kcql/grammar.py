@@ -236,7 +236,7 @@ def _select_item(s: str, loc: int, toks: pp.ParseResults) -> Any:
 
 SELECT_ITEM.set_parse_action(_select_item)
 SELECT_LIST = pp.Group(_listed(SELECT_ITEM))
-# `SELECT a AS x, b AS y and c AS z` (an example in the seed) is not KCQL: say why.
+# `SELECT a AS x, b AS y and c AS z` (seen in connector docs) is not KCQL: say why.
 AND_MISTAKE = _kw("AND").set_parse_action(
     lambda s, loc, t: _raise(s, loc, "'and' does not join fields in KCQL: separate them with ','"))
 
