@@ -1,8 +1,8 @@
-"""InfluxDB 2.x / Cloud / 3.x target: ``/api/v2/write`` through influxdb-client's write API.
+"""InfluxDB 2.x / Cloud / 3.x target: ``/api/v2/write`` through influxdb-client's write service.
 
-The lines are already encoded (``handler.lineproto``); the client only sends them, so its
-``Point`` class and its batching thread are never used. Splitting on 400/413/422 and retries
-are the shared ``LineWriter`` logic. influxdb_client is imported only when this target is chosen.
+The lines are already encoded (``handler.lineproto``); the client's write service only sends
+them, so its ``Point`` class, write API and batching thread are never used. Splitting on
+400/413/422 and retries are the shared ``LineWriter`` logic. influxdb_client is imported only when this target is chosen.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class V2Writer(LineWriter):
         self.ca_bundle = ca_bundle
         self.token = token
         self._client: Any = None
-        self._write_api: Any = None
+        self._service: Any = None
 
     def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
         self.token = token
@@ -40,19 +40,21 @@ class V2Writer(LineWriter):
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-        self._client = self._write_api = None
+        self._client = self._service = None
 
     def _api(self, at: float | None) -> Any:
-        if self._write_api is None:
+        """The client's write service: its ``post_write`` takes a timeout per request, which the
+        write API's ``write`` accepts but does not pass on."""
+        if self._service is None:
             from influxdb_client import InfluxDBClient
-            from influxdb_client.client.write_api import SYNCHRONOUS
+            from influxdb_client.service.write_service import WriteService
 
             self._check_dns(at)
             self._client = InfluxDBClient(
                 url=self.url, token=self.token or "", org=self.org, timeout=int(self.target.read_timeout * 1000),
                 verify_ssl=self.verify, ssl_ca_cert=self.ca_bundle, enable_gzip=self.gzip, retries=False)
-            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        return self._write_api
+            self._service = WriteService(self._client.api_client)
+        return self._service
 
     def _check_dns(self, at: float | None) -> None:
         """Look the host up within the connect limit before a client is built.
@@ -97,8 +99,8 @@ class V2Writer(LineWriter):
         request_timeout, connect_s, read_s = self._timeouts(at)
         reason = BY_DEADLINE if isinstance(request_timeout, float) else None
         try:
-            api.write(bucket=self.bucket, org=self.org, record="\n".join(lines), write_precision="ns",
-                      _request_timeout=request_timeout)
+            api.post_write(org=self.org, bucket=self.bucket, body="\n".join(lines), precision="ns",
+                           content_type="text/plain; charset=utf-8", _request_timeout=request_timeout)
         except ApiException as err:
             retry_after = None
             headers = getattr(err, "headers", None) or {}

@@ -13,6 +13,7 @@ Store that cannot be reached is a ``ConfigError`` saying connect or read, in tim
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,10 @@ def max_age(environ: Mapping[str, str]) -> int:
 _provider: Any = None  # one Powertools SSM provider: its cache lives as long as the process
 
 
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def _get_provider() -> Any:
     """A Powertools SSMProvider whose fetches (cache misses only) go through ``aws_calls``."""
     global _provider
@@ -56,9 +61,10 @@ def _get_provider() -> Any:
                     got: dict[str, str] = SSMProvider._get_multiple(self, path, decrypt, recursive, **sdk_options)
                     return got
 
-                return aws_calls.call("ssm", "Parameter Store", "reading Parameter Store", read)
+                return aws_calls.call("ssm", "Parameter Store", "reading Parameter Store", read,
+                                      endpoint=_endpoint())
 
-        _provider = BoundedSSMProvider(boto3_client=aws_calls.usual_client("ssm"))
+        _provider = BoundedSSMProvider(boto3_client=aws_calls.usual_client("ssm", endpoint=_endpoint()))
     return _provider
 
 
