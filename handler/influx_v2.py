@@ -2,7 +2,8 @@
 
 The lines are already encoded (``handler.lineproto``); the client's write service only sends
 them, so its ``Point`` class, write API and batching thread are never used. Splitting on
-400/413/422 and retries are the shared ``LineWriter`` logic. influxdb_client is imported only when this target is chosen.
+400/413/422 and retries are the shared ``LineWriter`` logic. influxdb_client is imported only
+when this target is chosen.
 """
 
 from __future__ import annotations
