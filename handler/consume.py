@@ -352,6 +352,22 @@ class Runner:
             return None
         return total if known else None
 
+    def _poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        """One fetch; records that cannot be read at all stop the runner with what to do about it.
+
+        Nothing of the batch being gathered is committed then: it is read again after the fix.
+        """
+        from kafka.errors import CorruptRecordError, UnsupportedCodecError
+
+        try:
+            polled: dict[Any, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except UnsupportedCodecError as err:
+            raise ConsumeError(f"cannot decompress records of {','.join(self.opts.topics)}: {err}; install the "
+                               "runner's codecs: pip install 'influx-sink[runner]'") from err
+        except CorruptRecordError as err:
+            raise ConsumeError(f"cannot read records of {','.join(self.opts.topics)}: {err}") from err
+        return polled
+
     def _collect(self) -> list[Any]:
         """Gather one batch: up to batch_size records, waiting at most the window after the first."""
         o = self.opts
@@ -360,7 +376,7 @@ class Runner:
         while not self.stopping:
             now = time.monotonic()
             timeout_ms = 200 if window_end is None else max(0, int((window_end - now) * 1000))
-            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=o.batch_size - len(batch))
+            polled = self._poll(timeout_ms, o.batch_size - len(batch))
             for _tp, msgs in polled.items():
                 batch.extend(msgs)
             if batch and window_end is None:

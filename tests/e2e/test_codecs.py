@@ -69,12 +69,12 @@ def _produce_kafka_python(bootstrap: str, topic: str, values: list[bytes], codec
 
 def _read_without(bootstrap: str, topic: str, codec: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Fetch the topic with ``codec`` switched off in kafka-python; the error it raises (or None)."""
-    import kafka.codec
     from kafka import KafkaConsumer, TopicPartition
+    from kafka import codec as codecs
     from kafka.errors import UnsupportedCodecError
 
     with monkeypatch.context() as patch:
-        patch.setattr(kafka.codec, f"has_{codec}", lambda: False)
+        patch.setattr(codecs, f"has_{codec}", lambda: False)
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                  auto_offset_reset="earliest")
         try:
@@ -117,3 +117,25 @@ def test_compressed_records_all_arrive(producer, codec, kafka, influx, db, topic
         assert by_coordinate[coordinate]["note"] == "compress me " * 20
     assert runner.handled() == RECORDS
     assert committed(kafka.bootstrap, group, topic) == {p: RECORDS // 3 for p in range(3)}
+
+
+def test_a_codec_that_is_not_installed_stops_the_runner_with_what_to_install(kafka, topic, monkeypatch):
+    from kafka import codec
+
+    from handler.consume import ConsumeError, Options, Runner
+
+    _produce_librdkafka(kafka.bootstrap, topic, _values()[:6], "snappy")
+    monkeypatch.setattr(codec, "has_snappy", lambda: False)  # a runner installed without its extra
+    handled: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        handled.append(event)
+        return {}
+
+    runner = Runner(Options(kafka.bootstrap, [topic], unique("g-"), until_idle=5, session_timeout_ms=2000,
+                            progress=False), handler)
+    with pytest.raises(ConsumeError) as raised:
+        runner.run()
+    assert "snappy" in str(raised.value)
+    assert "pip install 'influx-sink[runner]'" in str(raised.value)
+    assert handled == []
