@@ -3,9 +3,10 @@
 The records are produced by librdkafka (``confluent_kafka.Producer`` with ``compression.type``),
 the producer most non-Java services use, and for snappy also by kafka-python, whose snappy
 batches carry the xerial framing the Java client writes (librdkafka writes raw snappy blocks):
-the runner must read both. Before the runner runs, a consumer without the codec is shown to fail
-on the topic with ``UnsupportedCodecError``, so the broker really serves batches compressed with
-that codec, not batches it stored uncompressed.
+the runner must read both, and the test checks which framing each producer wrote. Before the
+runner runs, a consumer without the codec is shown to fail on the topic with
+``UnsupportedCodecError``, so the broker really serves batches compressed with that codec, not
+batches it stored uncompressed.
 """
 
 from __future__ import annotations
@@ -91,6 +92,33 @@ def _read_without(bootstrap: str, topic: str, codec: str, monkeypatch: pytest.Mo
             consumer.close()
 
 
+def _snappy_framings(bootstrap: str, topic: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """How the topic's snappy batches are framed, as kafka-python sees them while reading them."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka import codec as codecs
+    from kafka.record import default_records
+
+    framings: set[str] = set()
+    decode = codecs.snappy_decode
+
+    def spy(payload: bytes) -> bytes:
+        framings.add("xerial" if codecs._detect_xerial_stream(payload) else "raw")
+        return decode(payload)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(default_records, "snappy_decode", spy)
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                 auto_offset_reset="earliest")
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in range(3)])
+            read, deadline = 0, time.monotonic() + 20
+            while read < RECORDS and time.monotonic() < deadline:
+                read += sum(len(msgs) for msgs in consumer.poll(timeout_ms=500).values())
+        finally:
+            consumer.close()
+    return framings
+
+
 CASES = [("librdkafka", "gzip"), ("librdkafka", "snappy"), ("librdkafka", "lz4"), ("librdkafka", "zstd"),
          ("kafka-python", "snappy")]
 
@@ -104,6 +132,9 @@ def test_compressed_records_all_arrive(producer, codec, kafka, influx, db, topic
     refused = _read_without(kafka.bootstrap, topic, codec, monkeypatch)
     assert refused is not None, f"the broker served {codec} records uncompressed: this test would prove nothing"
     assert codec in str(refused)
+    if codec == "snappy":  # librdkafka writes raw snappy blocks; kafka-python (like Java) the xerial framing
+        assert _snappy_framings(kafka.bootstrap, topic, monkeypatch) == {
+            "raw" if producer == "librdkafka" else "xerial"}
 
     group = unique("g-")
     runner = start_runner(topic, group, runner_env(influx.url, db, KCQL.format(m="readings", topic=topic)),
