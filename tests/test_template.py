@@ -179,6 +179,9 @@ class Evaluator:
                 return self.sub(arg[0], {k: self.value(v) for k, v in arg[1].items()})
             if key == "Fn::GetAtt":
                 return f"GetAtt:{arg[0]}.{arg[1]}"
+            if key == "Fn::FindInMap":
+                mapping, top, second = (self.value(a) for a in arg)
+                return self.template["Mappings"][mapping][top][second]
             assert not key.startswith("Fn::"), f"the evaluator does not know {key}"
         out = {k: self.value(v) for k, v in node.items()}
         return {k: v for k, v in out.items() if v is not NO_VALUE}
@@ -248,6 +251,15 @@ def test_defaults_are_provisioned_with_every_error_handling_control(source: dict
                           "EventSourceSchemaRegistryCredentials", "DecryptSecureStringsAndSecrets"):
         assert absent_policy not in stack.policies()
     assert "TopicsHoldsMoreThanTenTopics" not in stack.resources
+
+
+@pytest.mark.parametrize(("level", "lambda_level"), [("DEBUG", "DEBUG"), ("INFO", "INFO"), ("WARNING", "WARN")])
+def test_logs_are_json_at_the_loggers_level(level: str, lambda_level: str) -> None:
+    """The runtime's own records are JSON too, and Lambda's level filter is the Logger's level."""
+    function = deployable(**MSK, LogLevel=level).resources["InfluxSinkFunction"]["Properties"]
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    assert function["LoggingConfig"]["ApplicationLogLevel"] == lambda_level
+    assert function["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == level
 
 
 def test_msk_mapping_names_the_cluster_and_no_self_managed_parts() -> None:
