@@ -71,7 +71,8 @@ class HttpTarget:
                  verify: bool = True, ca_bundle: str | None = None) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            # The URL itself is not shown: it may carry credentials.
+            raise ValueError(f"not an http(s) URL with a host (scheme {parts.scheme!r})")
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -115,6 +115,12 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def _topics(text: str) -> tuple[str, ...]:
+    from handler.topics import parse_topics
+
+    return tuple(parse_topics(text))
+
+
 @dataclass(frozen=True)
 class Spec:
     """One setting: its key, default, parser, whether it is secret, and a line of docs."""
@@ -178,6 +184,9 @@ SPECS: tuple[Spec, ...] = (
          "Avro schema for unframed values: inline JSON or a file path"),
     Spec("connect.influx.key.avro.schema", "key_avro_schema", None, _text,
          "Avro schema for unframed keys: inline JSON or a file path"),
+    Spec("connect.influx.topics", "topics", None, _topics,
+         "the topics the event source delivers, comma-separated (set by the SAM template); each must be read "
+         "by a KCQL statement"),
 )
 BY_KEY = {s.key: s for s in SPECS}
 
@@ -212,6 +221,7 @@ class Settings:
     glue_region: str | None = None
     value_avro_schema: str | None = None
     key_avro_schema: str | None = None
+    topics: tuple[str, ...] | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)  # key → env | ssm | default
     statements: tuple[Any, ...] = field(default=(), repr=False)  # the parsed KCQL (kcql.Statement)
 
@@ -223,6 +233,8 @@ class Settings:
             shown = "[hidden]" if spec.secret and value else value
             if spec.parse is _url and isinstance(value, str):
                 shown = mask_url(value)
+            elif isinstance(value, tuple):
+                shown = ",".join(value)
             lines.append(f"{spec.key} = {shown} ({self.sources.get(spec.key, 'default')})")
         return lines
 
@@ -310,6 +322,12 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
             values["statements"] = parse(values["kcql"])
         except KcqlError as err:
             problems.append(f"connect.influx.kcql (CONNECT_INFLUX_KCQL) is not valid KCQL:\n{err}")
+        else:
+            from handler.topics import unread_topics, unread_topics_message
+
+            unread = unread_topics(values.get("topics") or (), values["statements"])
+            if unread:
+                problems.append(unread_topics_message(unread, values["statements"]))
     if problems:
         raise ConfigError("invalid settings:\n- " + "\n- ".join(problems))
     return Settings(**values, sources=sources)

@@ -4,8 +4,9 @@ The SAM template creates one event source mapping per topic of its ``Topics`` pa
 the list to the function as ``connect.influx.topics`` (``CONNECT_INFLUX_TOPICS``). A topic there
 that no statement reads is a configuration mistake: every record of it would fail mapping ("no KCQL
 statement reads topic ...") and, under THROW, fail every batch it is in. Checking once at cold start
-turns that into one ``ConfigError`` naming the setting and each such topic. The reverse, a statement
-whose topic is not delivered, is harmless (the statement never matches) and is not checked here.
+turns that into one problem of the settings' ``ConfigError``, naming the setting and each such
+topic. The reverse, a statement whose topic is not delivered, is harmless (the statement never
+matches) and is not checked here.
 
 Kafka topic names are case-sensitive and KCQL compares them exactly, so the check does too.
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
-
-from handler.errors import ConfigError
 
 if TYPE_CHECKING:  # only for annotations: importing kcql pulls in pyparsing
     from kcql import Statement
@@ -49,10 +48,3 @@ def unread_topics_message(unread: Sequence[str], statements: Iterable[Statement]
             f"{'it' if len(unread) == 1 else 'them'} (statements read: {', '.join(read) or 'nothing'}); "
             f"add an INSERT INTO ... FROM <topic> statement for each, or remove them from the event "
             f"source's topics")
-
-
-def check_topics(configured: Sequence[str], statements: Sequence[Statement]) -> None:
-    """Raise ``ConfigError`` when a configured topic is read by no statement; an empty list checks nothing."""
-    unread = unread_topics(configured, statements)
-    if unread:
-        raise ConfigError(unread_topics_message(unread, statements))
