@@ -27,6 +27,9 @@ from local_process import StopOutcome, process_identity, stop_pidfile, write_pid
 from tests.conftest import ROOT
 
 SCRIPTS = ROOT / "scripts"
+# The scripts, each with the marker of the real server it starts.
+SERVER_SCRIPTS = [pytest.param("local_influxdb.py", marks=pytest.mark.influx),
+                  pytest.param("local_kafka.py", marks=pytest.mark.e2e)]
 
 
 @pytest.fixture
@@ -157,6 +160,8 @@ def test_a_temporary_folder_is_removed_only_under_the_temporary_directory(privat
     assert outside.is_dir()
 
 
+@pytest.mark.influx
+@pytest.mark.e2e
 def test_in_process_servers_started_without_a_folder_leave_none(private_tmp: Path) -> None:
     influx = local_influxdb.start()
     broker = local_kafka.start()
@@ -169,6 +174,7 @@ def test_in_process_servers_started_without_a_folder_leave_none(private_tmp: Pat
     assert os.listdir(private_tmp) == []
 
 
+@pytest.mark.influx
 def test_a_named_folder_is_kept_after_stop(tmp_path: Path) -> None:
     influx = local_influxdb.start(str(tmp_path / "data"))
     influx.stop()
@@ -176,7 +182,7 @@ def test_a_named_folder_is_kept_after_stop(tmp_path: Path) -> None:
     assert not Path(influx.pidfile).exists()
 
 
-@pytest.mark.parametrize("script", ["local_influxdb.py", "local_kafka.py"])
+@pytest.mark.parametrize("script", SERVER_SCRIPTS)
 def test_cli_start_and_stop_leave_no_folder_behind(script: str, private_tmp: Path) -> None:
     env = dict(os.environ, TMPDIR=str(private_tmp))
     started = subprocess.run([sys.executable, str(SCRIPTS / script), "start"], capture_output=True, text=True,
