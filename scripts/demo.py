@@ -91,8 +91,7 @@ def main() -> int:
     import local_influxdb
     import local_registry
 
-    work = tempfile.mkdtemp(prefix="influx-sink-demo-")
-    server = local_influxdb.start(work)
+    server = local_influxdb.start()  # a folder of its own, removed by stop()
     registry = local_registry.start()
     try:
         server.query('CREATE DATABASE "mydb"')

@@ -9,8 +9,10 @@ consumes it with ``influx-sink consume --until-idle``. Both stop what they start
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,10 +39,13 @@ def test_demo_kafka_shows_the_seed_record():
 SEED_ROW = ["MontainTop", "DataMountaineer", "-49.817962646484375", "-141.64581298828125"]
 
 
-def test_demo_prints_the_seed_quickstart_table():
+def test_demo_prints_the_seed_quickstart_table(tmp_path: Path):
     before = time.time_ns()
+    scratch = tmp_path / "tmp"  # the demo's temporary folders go here, and must all be gone after
+    scratch.mkdir()
     result = subprocess.run([str(ROOT / "scripts" / "demo")], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
+                            timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)})
+    assert list(scratch.iterdir()) == []
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "User registered under influx-topic-value, id 1" in out
