@@ -10,8 +10,8 @@
 #  6. the built artifact run as the python3.12 runtime runs it: AWS's runtime interface client
 #     (awslambdaric, with boto3, from a stand-in for /var/runtime), a read-only task root and a Lambda
 #     Runtime API on loopback, on every sample event (events/*.json with "records"), against a real
-#     InfluxDB (scripts/local_influxdb.py), with events/env.json pointed at it, plus what each
-#     events/payload-*.json needs (scripts/ci_sam_events.py says what). Each response must be an
+#     InfluxDB (influx_sink_tools.local_influxdb), with events/env.json pointed at it, plus what each
+#     events/payload-*.json needs (influx_sink_tools/ci_sam_events.py says what). Each response must be an
 #     empty batchItemFailures and InfluxDB must hold one point per non-null record value, with the
 #     expected fields.
 #
@@ -70,74 +70,19 @@ cleanup() {
 trap cleanup EXIT
 
 step "SAM translation + cfn-lint on the translated template"
-.tools/bin/python - "$work/translated.json" <<'PY' || die "SAM translation"
-import json
-import sys
-
-from samcli.yamlhelper import yaml_parse
-from samtranslator.translator.transform import transform
-
-
-class NoManagedPolicies:
-    """The template names managed policies by ARN only: nothing to look up in IAM."""
-
-    def load(self):
-        return {}
-
-
-with open("template.yaml", encoding="utf-8") as fh:
-    template = yaml_parse(fh.read())
-for resource in template["Resources"].values():
-    if resource["Type"] == "AWS::Serverless::Function":
-        resource["Properties"]["CodeUri"] = "s3://placeholder-bucket/influx-sink.zip"  # what sam package puts
-translated = transform(template, {}, NoManagedPolicies())
-leftover = sorted({r["Type"] for r in translated["Resources"].values() if r["Type"].startswith("AWS::Serverless")})
-if leftover:
-    sys.exit(f"untranslated resources: {leftover}")
-with open(sys.argv[1], "w", encoding="utf-8") as fh:
-    json.dump(translated, fh, indent=1)
-print(f"{len(translated['Resources'])} resources: {', '.join(sorted(translated['Resources']))}")
-PY
+.tools/bin/python -m influx_sink_tools.sam_checks translate "$work/translated.json" || die "SAM translation"
 .tools/bin/cfn-lint --regions us-east-1 -- "$work/translated.json" || die "cfn-lint on the translated template"
 echo "cfn-lint: no findings"
 
 step "samconfig.toml environments"
-.tools/bin/python - <<'PY' || die "samconfig.toml"
-import sys
-import tomllib
-
-from samcli.cli.types import CfnParameterOverridesType
-from samcli.yamlhelper import yaml_parse
-
-with open("template.yaml", encoding="utf-8") as fh:
-    params = yaml_parse(fh.read())["Parameters"]
-with open("samconfig.toml", "rb") as fh:
-    config = tomllib.load(fh)
-problems = []
-for env in ("default", "prod"):
-    deploy = config.get(env, {}).get("deploy", {}).get("parameters", {})
-    overrides = CfnParameterOverridesType().convert(deploy.get("parameter_overrides", ""), None, None)
-    if not overrides:
-        problems.append(f"[{env}] has no deploy parameter_overrides")
-    for key, value in overrides.items():
-        if key not in params:
-            problems.append(f"[{env}] {key} is not a template parameter")
-        elif "AllowedValues" in params[key] and value not in [str(v) for v in params[key]["AllowedValues"]]:
-            problems.append(f"[{env}] {key}={value!r} is not one of {params[key]['AllowedValues']}")
-    missing = [k for k, p in params.items() if "Default" not in p and k not in overrides]
-    if missing:
-        problems.append(f"[{env}] no value for required parameters {missing}")
-    print(f"[{env}] {len(overrides)} overrides; stack {config[env]['global']['parameters']['stack_name']}")
-if problems:
-    sys.exit("\n".join(problems))
-PY
+.tools/bin/python -m influx_sink_tools.sam_checks samconfig || die "samconfig.toml"
 
 step "sam build"
 rm -rf .aws-sam/build
 .tools/bin/sam build --build-in-source --no-cached --template-file template.yaml || die "sam build"
 BUILD="$ROOT/.aws-sam/build/InfluxSinkFunction"
 [ -f "$BUILD/handler/app.py" ] && [ -f "$BUILD/kcql/grammar.py" ] || die "the build has no handler/ or kcql/"
-for unwanted in tests events docs scripts bench .venv .tools pyproject.toml Makefile template.yaml samconfig.toml; do
+for unwanted in influx_sink_tools tests events docs scripts bench .venv .tools pyproject.toml Makefile template.yaml samconfig.toml; do
   [ ! -e "$BUILD/$unwanted" ] || die "the build contains $unwanted (only handler/, kcql/ and runtime deps belong there)"
 done
 size_kb=$(du -sk "$BUILD" | cut -f1)
@@ -173,6 +118,6 @@ assert importlib.util.find_spec("boto3") is None, "boto3 is in the build (the La
 ' || die "the package bundles boto3"
 
 step "the built artifact under awslambdaric ($(.venv/bin/python -m tests.lambda_sandbox readonly-mode)) on every sample event"
-.venv/bin/python scripts/ci_sam_events.py "$work" "$PY312" "$BUILD" "$PROVIDED" || die "the built artifact on the sample events"
+.venv/bin/python -m influx_sink_tools.ci_sam_events "$work" "$PY312" "$BUILD" "$PROVIDED" || die "the built artifact on the sample events"
 
 printf '\nci_sam: all SAM checks passed\n'

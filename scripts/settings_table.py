@@ -1,23 +1,11 @@
-"""Print the README's settings table from handler/settings.py (the one source of truth)."""
+"""Moved to ``influx_sink_tools.settings_table`` (``python -m influx_sink_tools.settings_table``)."""
+# transition shim: removed when the redesign lands
 
-from __future__ import annotations
-
+import importlib
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from handler.settings import SPECS
-
-
-def main() -> None:
-    print("| key | environment variable | default | meaning |")
-    print("|---|---|---|---|")
-    for s in SPECS:
-        default = "**required**" if s.required else (f"`{s.default}`" if s.default is not None else "")
-        secret = " (secret: never logged)" if s.secret else ""
-        print(f"| `{s.key}` | `{s.env}` | {default} | {s.doc}{secret} |")
-
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if __name__ == "__main__":
-    main()
+    sys.exit(importlib.import_module("influx_sink_tools.settings_table").main())
+sys.modules[__name__] = importlib.import_module("influx_sink_tools.settings_table")

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real InfluxDB 1.x for the session (scripts/local_influxdb.py), fresh databases."""
+"""Shared fixtures: a real InfluxDB 1.x for the session (influx_sink_tools.local_influxdb), fresh databases."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from influx_sink_tools import local_influxdb, local_moto
+from influx_sink_tools.eventgen import Rec, build_event
+
 ROOT = Path(__file__).resolve().parent.parent
+# transition shim: removed when the redesign lands (modules still doing `import local_registry`)
 sys.path.insert(0, str(ROOT / "scripts"))
-
-import local_influxdb  # noqa: E402
-
-from handler.eventgen import Rec, build_event  # noqa: E402
 
 _db_counter = itertools.count()
 
@@ -99,31 +99,9 @@ def sink_env(influx: local_influxdb.InfluxServer, db: str, monkeypatch: pytest.M
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's server on a free loopback port: real SSM / Glue HTTP APIs for boto3."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    server = local_moto.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

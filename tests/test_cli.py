@@ -23,9 +23,9 @@ from typing import Any
 import fastavro
 import pytest
 
-from handler import cli
-from handler.decode.avro import confluent_frame, glue_frame, write_body
 from handler.records import parse_event
+from influx_sink_tools import cli
+from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from tests.conftest import ROOT, query_points
 
 pytest_plugins = ["tests.fixtures_registry"]
@@ -54,8 +54,8 @@ def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None
             ) -> subprocess.CompletedProcess[str]:
-    """``python -m handler.cli ARGS`` with no CONNECT_* variables inherited from the test process."""
-    return subprocess.run([sys.executable, "-m", "handler.cli", *args], cwd=ROOT, env=clean_env(env),
+    """``python -m influx_sink_tools.cli ARGS`` with no CONNECT_* variables inherited from the test process."""
+    return subprocess.run([sys.executable, "-m", "influx_sink_tools.cli", *args], cwd=ROOT, env=clean_env(env),
                           capture_output=True, text=True, timeout=60, check=False, input=stdin,
                           stdin=None if stdin is not None else subprocess.DEVNULL)
 
@@ -389,7 +389,7 @@ def test_invoke_dry_run_glue_framing_offline_imports_no_boto3(tmp_path: Path) ->
     schema = tmp_path / "user.avsc"
     schema.write_text(json.dumps(USER_SCHEMA))
     env = write_env(tmp_path, SEED_ENV)
-    code = ("import sys; from handler import cli; rc = cli.main(sys.argv[1:]); "
+    code = ("import sys; from influx_sink_tools import cli; rc = cli.main(sys.argv[1:]); "
             "print('boto3' in sys.modules, file=sys.stderr); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, "invoke", str(event), "--env-vars", env, "--dry-run",
                            "--schema", f"{version.upper()}={schema}"], cwd=ROOT, env=clean_env(),
@@ -410,7 +410,7 @@ def test_invoke_schema_option_errors(argv: list[str], message: str) -> None:
 
 
 def cli_event(value: bytes) -> dict[str, Any]:
-    from handler.eventgen import Rec, build_event
+    from influx_sink_tools.eventgen import Rec, build_event
 
     return build_event([Rec("influx-topic", 0, 0, value)])
 
@@ -451,10 +451,10 @@ def test_frame_builds_what_the_sink_decodes() -> None:
     assert proc.returncode == 0, proc.stderr
     data = base64.b64decode(proc.stdout)
     assert data == confluent_frame(1, write_body(USER_SCHEMA, SEED_VALUE))
-    legacy = subprocess.run([sys.executable, "-m", "handler.decode.frame", "confluent", "--id", "1", "--schema",
+    legacy = subprocess.run([sys.executable, "-m", "influx_sink_tools.framing", "confluent", "--id", "1", "--schema",
                              "events/schemas/user.avsc", "{bad"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=False)
-    assert_one_message(legacy, 2, "python -m handler.decode.frame: the record is not JSON")
+    assert_one_message(legacy, 2, "python -m influx_sink_tools.framing: the record is not JSON")
 
 
 # ---------------------------------------------------------------- at a terminal
@@ -463,7 +463,7 @@ def test_frame_builds_what_the_sink_decodes() -> None:
 def _at_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
     """The CLI with a pseudo-terminal as stdin (what a person typing gives it); the pty's fd to type on."""
     typing_end, tty_end = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "handler.cli", *args], cwd=ROOT, env=clean_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "influx_sink_tools.cli", *args], cwd=ROOT, env=clean_env(),
                             stdin=tty_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.close(tty_end)
     return proc, typing_end
@@ -509,12 +509,12 @@ def test_ctrl_c_exits_130_without_a_traceback() -> None:
 
 
 def test_cli_imports_lazily_and_the_lambda_never_imports_it() -> None:
-    code = ("import sys, handler.cli; heavy = {'pyparsing', 'fastavro', 'boto3', 'aws_lambda_powertools', "
+    code = ("import sys, influx_sink_tools.cli; heavy = {'pyparsing', 'fastavro', 'boto3', 'aws_lambda_powertools', "
             "'handler.app', 'influxdb_client', 'kafka'} & set(sys.modules); print(sorted(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines()[0] == "[]"
-    proc = subprocess.run([sys.executable, "-c", "import sys, handler.app; print('handler.cli' in sys.modules)"],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
+    tools_loaded = "import sys, handler.app; print(any(m.startswith('influx_sink_tools') for m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", tools_loaded], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
 
 

@@ -11,8 +11,8 @@ from collections import namedtuple
 
 import pytest
 
-from handler import consume
-from handler.consume import Options, Runner, _Retry
+from influx_sink_tools import consume
+from influx_sink_tools.consume import Options, Runner, _Retry
 
 TopicPartition = namedtuple("TopicPartition", "topic partition")
 P0 = TopicPartition("t", 0)
@@ -100,7 +100,7 @@ def test_waiting_for_an_assignment_is_logged_every_few_seconds(clock: Clock, cap
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     r = runner()
     monkeypatch.setattr(consume.log, "propagate", True)  # a runner run in this process turns it off
-    caplog.set_level(logging.INFO, logger="handler.consume")
+    caplog.set_level(logging.INFO, logger="influx_sink_tools.consume")
     r._unassigned_since = r._waiting_logged = clock.now
     for _ in range(int(consume.WAITING_LOG_INTERVAL * 2 / 0.25)):  # 0.25: exact in binary
         clock.now += 0.25

@@ -18,18 +18,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import local_influxdb
-import local_kafka
-import local_process
 import pytest
-from local_process import StopOutcome, process_identity, stop_pidfile, write_pidfile
 
-from tests.conftest import ROOT
+from influx_sink_tools import local_influxdb, local_kafka, local_process
+from influx_sink_tools.local_process import StopOutcome, process_identity, stop_pidfile, write_pidfile
 
-SCRIPTS = ROOT / "scripts"
-# The scripts, each with the marker of the real server it starts.
-SERVER_SCRIPTS = [pytest.param("local_influxdb.py", marks=pytest.mark.influx),
-                  pytest.param("local_kafka.py", marks=pytest.mark.e2e)]
+# The server commands (python -m influx_sink_tools.X), each with the marker of the real server it starts.
+SERVER_SCRIPTS = [pytest.param("local_influxdb", marks=pytest.mark.influx),
+                  pytest.param("local_kafka", marks=pytest.mark.e2e)]
+
+
+def _command(script: str) -> list[str]:
+    return [sys.executable, "-m", f"influx_sink_tools.{script}"]
 
 
 @pytest.fixture
@@ -98,12 +98,12 @@ def test_stop_does_not_signal_the_pid_of_an_old_bare_pid_file(tmp_path: Path,
     assert not pidfile.exists()
 
 
-@pytest.mark.parametrize("script", ["local_influxdb.py", "local_kafka.py"])
+@pytest.mark.parametrize("script", ["local_influxdb", "local_kafka"])
 def test_cli_stop_leaves_a_reused_pid_alone(script: str, tmp_path: Path,
                                             bystander: subprocess.Popen[bytes]) -> None:
-    name = "influxd" if script == "local_influxdb.py" else "tansu"
+    name = "influxd" if script == "local_influxdb" else "tansu"
     (tmp_path / f"{name}.pid").write_text(json.dumps(_server_identity(bystander.pid)))
-    done = subprocess.run([sys.executable, str(SCRIPTS / script), "stop", "--dir", str(tmp_path)],
+    done = subprocess.run([*_command(script), "stop", "--dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "not signalled" in done.stderr
@@ -112,7 +112,7 @@ def test_cli_stop_leaves_a_reused_pid_alone(script: str, tmp_path: Path,
 
 
 def test_cli_stop_without_a_pid_file_says_so(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPTS / "local_kafka.py"), "stop", "--dir", str(tmp_path)],
+    done = subprocess.run([*_command("local_kafka"), "stop", "--dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "no pid file" in done.stderr
@@ -185,16 +185,16 @@ def test_a_named_folder_is_kept_after_stop(tmp_path: Path) -> None:
 @pytest.mark.parametrize("script", SERVER_SCRIPTS)
 def test_cli_start_and_stop_leave_no_folder_behind(script: str, private_tmp: Path) -> None:
     env = dict(os.environ, TMPDIR=str(private_tmp))
-    started = subprocess.run([sys.executable, str(SCRIPTS / script), "start"], capture_output=True, text=True,
+    started = subprocess.run([*_command(script), "start"], capture_output=True, text=True,
                              timeout=120, check=False, env=env)
     assert started.returncode == 0, started.stderr
     (folder,) = os.listdir(private_tmp)
     root = private_tmp / folder
-    name = "influxd" if script == "local_influxdb.py" else "tansu"
+    name = "influxd" if script == "local_influxdb" else "tansu"
     record = local_process.read_pidfile(str(root / f"{name}.pid"))
     assert process_identity(record.identity.pid) == record.identity  # the server runs on, detached
     assert record.temporary_dir
-    stopped = subprocess.run([sys.executable, str(SCRIPTS / script), "stop", "--dir", str(root)],
+    stopped = subprocess.run([*_command(script), "stop", "--dir", str(root)],
                              capture_output=True, text=True, timeout=60, check=False, env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert f"stopped pid {record.identity.pid}" in stopped.stderr

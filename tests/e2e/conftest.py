@@ -1,6 +1,6 @@
 """End-to-end fixtures: a real Kafka-compatible broker (Tansu) and the runner as a subprocess.
 
-The runner runs as ``python -m handler.consume`` in its own process, as a user would run it, so
+The runner runs as ``python -m influx_sink_tools.consume`` in its own process, as a user would run it, so
 signals, exit codes and the handler's cold start are the real ones. Each test gets its own
 topic, consumer group and InfluxDB database.
 """
@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import local_kafka
-import local_registry
 import pytest
 
+from influx_sink_tools import local_kafka, local_registry
 from tests.conftest import ROOT
 
 _names = itertools.count()
@@ -121,11 +120,11 @@ def runner_env(url: str, db: str, kcql: str, **extra: str) -> dict[str, str]:
 def cli_command() -> list[str]:
     """``influx-sink`` as installed (the console script beside this interpreter), else its module."""
     script = Path(sys.executable).parent / "influx-sink"
-    return [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", "handler.cli"]
+    return [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", "influx_sink_tools.cli"]
 
 
 class RunnerProc:
-    """The runner in a subprocess (``python -m handler.consume``, or ``influx-sink consume`` with
+    """The runner in a subprocess (``python -m influx_sink_tools.consume``, or ``influx-sink consume`` with
     ``cli=True``); its stderr (the runner's log) goes to a file."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, env: dict[str, str], log_dir: Path,
@@ -133,7 +132,7 @@ class RunnerProc:
         n = next(_names)
         self.stderr_path = log_dir / f"runner{n}.err"
         self.stdout_path = log_dir / f"runner{n}.out"
-        command = [*cli_command(), "consume"] if cli else [sys.executable, "-m", "handler.consume"]
+        command = [*cli_command(), "consume"] if cli else [sys.executable, "-m", "influx_sink_tools.consume"]
         args = [*command, "--bootstrap-servers", bootstrap, "--topics", topic, "--group-id", group, *FAST, *extra]
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=err,
@@ -216,7 +215,7 @@ def coordinates(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
 
 
 class SchemaRegistry:
-    """The registry of scripts/local_registry.py, served over real HTTP on loopback to the
+    """The registry of influx_sink_tools/local_registry.py, served over real HTTP on loopback to the
     runner's process; ``register(schema)`` puts a schema under a subject of its own and returns
     its id; ``requests`` counts request paths."""
 

@@ -153,7 +153,7 @@ def test_compressed_records_all_arrive(producer, codec, kafka, influx, db, topic
 def test_a_codec_that_is_not_installed_stops_the_runner_with_what_to_install(kafka, topic, monkeypatch):
     from kafka import codec
 
-    from handler.consume import ConsumeError, Options, Runner
+    from influx_sink_tools.consume import ConsumeError, Options, Runner
 
     _produce_librdkafka(kafka.bootstrap, topic, _values()[:6], "snappy")
     monkeypatch.setattr(codec, "has_snappy", lambda: False)  # a runner installed without its extra

@@ -1,6 +1,6 @@
-"""Acceptance 1 and 3 of issue 7: the local runner against a real broker and a real InfluxDB.
+"""The local runner against a real broker and a real InfluxDB.
 
-JSON and Confluent-framed Avro records go to a 3-partition topic; ``python -m handler.consume``
+JSON and Confluent-framed Avro records go to a 3-partition topic; ``python -m influx_sink_tools.consume``
 feeds them to ``lambda_handler``; every record must be found in InfluxDB. ``WITHTIMESTAMP
 _timestamp`` with ``WITHTAG(_partition, _offset)`` makes every point distinct, so the count of
 points is the count of records and the tags say exactly which records arrived.
@@ -8,12 +8,11 @@ points is the count of records and the tags say exactly which records arrived.
 
 from __future__ import annotations
 
-import io
 import json
-import struct
 
 import pytest
 
+from influx_sink_tools.framing import confluent_frame, write_body
 from tests.e2e.conftest import (
     KCQL,
     committed,
@@ -52,20 +51,12 @@ def test_json_records_all_arrive(kafka, influx, db, topic, start_runner):
     assert committed(kafka.bootstrap, group, topic) == {p: 150 for p in range(3)}
 
 
-def _avro_body(record: dict) -> bytes:
-    import fastavro
-
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(USER), record)
-    return buf.getvalue()
-
-
 def test_avro_records_all_arrive(kafka, influx, db, topic, start_runner, schema_registry):
     schema_id = schema_registry.register(USER)
     records = [{"company": f"c{i}", "address": "MontainTop", "latitude": -49.5 + i, "longitude": 141.25}
                for i in range(120)]
     # What a Confluent Avro serializer produces: magic byte 0, the 4-byte schema id, the body.
-    values = [b"\x00" + struct.pack(">I", schema_id) + _avro_body(r) for r in records]
+    values = [confluent_frame(schema_id, write_body(USER, r)) for r in records]
     sent = produce(kafka.bootstrap, topic, values)
     env = runner_env(influx.url, db, KCQL.format(m="users", topic=topic),
                      CONNECT_INFLUX_SCHEMA_REGISTRY_URL=schema_registry.url)

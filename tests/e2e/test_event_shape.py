@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from handler.consume import LocalContext, Options, Runner
 from handler.records import parse_event
+from influx_sink_tools.consume import LocalContext, Options, Runner
 from tests.e2e.conftest import FAST, produce, unique
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ import json
 import time
 import urllib.parse
 
-import local_influxdb
 import pytest
 
+from influx_sink_tools import local_influxdb
 from tests.e2e.conftest import KCQL, committed, coordinates, count, produce, runner_env, stored, unique, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.influx]

@@ -1,17 +1,17 @@
 """Every sample event (events/*.json with "records") through the built package, as Lambda runs it.
 
-Called by scripts/ci_sam.sh: ``.venv/bin/python scripts/ci_sam_events.py WORK PY312 BUILD RUNTIME_DIR``.
+Called by scripts/ci_sam.sh: ``.venv/bin/python -m influx_sink_tools.ci_sam_events WORK PY312 BUILD RUNTIME_DIR``.
 Each event goes to the package under AWS's runtime interface client (``python3.12 -S -m awslambdaric
 handler.app.lambda_handler``, read-only task root, awslambdaric and boto3 from RUNTIME_DIR, the
 /var/runtime stand-in) through a Runtime API on loopback (tests/lambda_sandbox.py,
-tests/lambda_runtime_api.py), against a real InfluxDB (scripts/local_influxdb.py) with
+tests/lambda_runtime_api.py), against a real InfluxDB (influx_sink_tools.local_influxdb) with
 events/env.json pointed at it. msk-*.json and self-managed-*.json need nothing else;
 events/payload-*.json also get what docs/payloads.md's "Sample events" table says they need (the
 PAYLOAD table below mirrors it, and is checked against it):
 
-- a Confluent Schema Registry (scripts/local_registry.py) serving the schema ids the values carry;
+- a Confluent Schema Registry (influx_sink_tools.local_registry) serving the schema ids the values carry;
 - CONNECT_INFLUX_VALUE_AVRO_SCHEMA pointing at events/schemas/*.avsc for unframed Avro;
-- for AWS Glue framing, moto's server (.venv/bin/moto_server) with the schema registered, the
+- for AWS Glue framing, moto's server (influx_sink_tools.local_moto) with the schema registered, the
   sample's placeholder schema version id replaced by the one moto assigned, AWS_ENDPOINT_URL and
   dummy credentials (the function's boto3 is the runtime's, as in Lambda).
 
@@ -27,25 +27,17 @@ import base64
 import glob
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from influx_sink_tools import local_influxdb, local_moto, local_registry
+from tests import lambda_sandbox
+from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI, RuntimeAPIError
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-sys.path.insert(0, ROOT)
-import local_influxdb  # noqa: E402
-import local_registry  # noqa: E402
-
-from tests import lambda_sandbox  # noqa: E402
-from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI, RuntimeAPIError  # noqa: E402
-
-work, py312, build, provided = sys.argv[1:]
 SCHEMAS = os.path.join(ROOT, "events", "schemas")
 GLUE_PLACEHOLDER = uuid.UUID("0b0d1d2c-7a4e-4c3b-9a51-1f0d3e6c2a10")  # docs/payloads.md
 USER_ROW = {"_measurement": "influxMeasure", "company": "DataMountaineer", "address": "MontainTop",
@@ -90,6 +82,16 @@ class Failed(Exception):
     """One event's check failed: the message says which and why."""
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Where the run happens: a scratch folder, the runtime's Python, the built package, the /var/runtime stand-in."""
+
+    work: str
+    py312: str
+    build: str
+    provided: str
+
+
 def check_docs_table() -> None:
     """The table above and docs/payloads.md's must agree: the docs are what users run."""
     with open("docs/payloads.md", encoding="utf-8") as fh:
@@ -100,7 +102,7 @@ def check_docs_table() -> None:
     problems += [f"{name}: in docs/payloads.md's table, not in ci_sam_events.py's"
                  for name in rows if name not in PAYLOAD]
     if problems:
-        sys.exit("scripts/ci_sam_events.py and docs/payloads.md disagree:\n" + "\n".join(problems))
+        sys.exit("influx_sink_tools/ci_sam_events.py and docs/payloads.md disagree:\n" + "\n".join(problems))
 
 
 def parts(event: dict) -> list[bytes]:
@@ -118,29 +120,14 @@ def glue_ids(event: dict) -> set[uuid.UUID]:
 
 
 class Moto:
-    """moto's server on a free loopback port, with one Glue registry: started for the Glue event only."""
+    """moto's server with one Glue registry: started for the Glue event only."""
 
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = os.path.join(work, "moto.log")
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "moto_server"), "-H", "127.0.0.1",
-                                          "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    with open(self.log, encoding="utf-8", errors="replace") as fh:
-                        log = fh.read()[-2000:]
-                    raise Failed(f"moto_server did not start:\n{log}") from None
-                time.sleep(0.1)
+    def __init__(self, work: str) -> None:
+        try:
+            self.server = local_moto.start(os.path.join(work, "moto.log"))
+        except local_moto.MotoStartError as err:
+            raise Failed(str(err)) from None
+        self.url = self.server.url
         import boto3
 
         self.glue = boto3.client("glue", endpoint_url=self.url, region_name="us-east-1",
@@ -154,13 +141,7 @@ class Moto:
         return uuid.UUID(resp["SchemaVersionId"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.server.stop()
 
 
 def with_glue_version(event: dict, version: uuid.UUID) -> dict:
@@ -183,7 +164,7 @@ def stored(server: local_influxdb.InfluxServer, db: str) -> list[dict]:
             for s in res.get("series", []) for v in s["values"]]
 
 
-def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer, env_doc: dict,
+def run_one(paths: Paths, path: str, event: dict, i: int, server: local_influxdb.InfluxServer, env_doc: dict,
             services: dict) -> str:
     name = os.path.basename(path)
     spec = PAYLOAD.get(name)
@@ -221,7 +202,7 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
             raise Failed(f"{path}: carries Glue schema version id(s) {sorted(map(str, versions))}; ci_sam_events.py "
                          f"expects the placeholder {GLUE_PLACEHOLDER} and a 'glue' schema in its PAYLOAD table")
         if "moto" not in services:
-            services["moto"] = Moto()
+            services["moto"] = Moto(paths.work)
         moto = services["moto"]
         with open(os.path.join(SCHEMAS, spec["glue"]), encoding="utf-8") as fh:
             version = moto.register(f"{os.path.splitext(spec['glue'])[0]}-{i}", fh.read())
@@ -229,11 +210,13 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
         function_env.update(AWS_DUMMY, AWS_ENDPOINT_URL=moto.url)
         notes.append(f"moto Glue version {version}, the runtime's boto3")
 
-    before = lambda_sandbox.tree_state(Path(build))
+    build = Path(paths.build)
+    before = lambda_sandbox.tree_state(build)
     try:
         with RuntimeAPI() as api, lambda_sandbox.started(
-                Path(build), "handler.app.lambda_handler", api.address, runtime_dir=Path(provided), python=py312,
-                function_env={**settings, **function_env}, log_dir=Path(work) / f"logs-{i}") as fn:
+                build, "handler.app.lambda_handler", api.address, runtime_dir=Path(paths.provided),
+                python=paths.py312, function_env={**settings, **function_env},
+                log_dir=Path(paths.work) / f"logs-{i}") as fn:
             try:
                 outcome = api.wait(api.invoke(event, timeout_s=120), timeout=120, process=fn)
             except RuntimeAPIError as err:
@@ -251,7 +234,7 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
         raise Failed(f"{name}: the invocation failed: {outcome.body[-2000:]!r}{context}")
     if problems:
         raise Failed(f"{name}: the Runtime API saw protocol errors: {problems}{context}")
-    if lambda_sandbox.tree_state(Path(build)) != before:
+    if lambda_sandbox.tree_state(build) != before:
         raise Failed(f"{name}: the task root changed during the run (it is read-only in Lambda){context}")
     try:
         response = outcome.json()
@@ -291,7 +274,11 @@ def run_one(path: str, event: dict, i: int, server: local_influxdb.InfluxServer,
     return f"{name}: {response} - {len(rows)} point(s) in InfluxDB, as expected{extra}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 4:
+        sys.exit("usage: python -m influx_sink_tools.ci_sam_events WORK PY312 BUILD RUNTIME_DIR")
+    paths = Paths(*args)
     check_docs_table()
     events = []
     for path in sorted(glob.glob("events/*.json")):
@@ -306,13 +293,13 @@ def main() -> None:
 
     failures = []
     services: dict = {}
-    server = local_influxdb.start(os.path.join(work, "influxd"))
+    server = local_influxdb.start(os.path.join(paths.work, "influxd"))
     try:
         with open("events/env.json", encoding="utf-8") as fh:
             env_doc = json.load(fh)
         for i, (path, event) in enumerate(events):
             try:
-                print(run_one(path, event, i, server, env_doc, services), flush=True)
+                print(run_one(paths, path, event, i, server, env_doc, services), flush=True)
             except Failed as err:
                 print(f"FAILED {err}", flush=True)
                 failures.append(os.path.basename(path))
