@@ -32,13 +32,13 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-for p in (ROOT / "scripts", BENCH, ROOT):
+for p in (BENCH, ROOT):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import local_influxdb  # noqa: E402
 import workload  # noqa: E402
 
+from influx_sink_tools import local_influxdb  # noqa: E402
 from tests import lambda_sandbox as sandbox  # noqa: E402
 from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI  # noqa: E402
 

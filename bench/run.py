@@ -10,7 +10,7 @@ In one run on this machine it measures, each beside its floor and target:
    batch, against a hello-world function that imports boto3, run the same way (bench/cold.py);
 3. peak RSS of a process that handles 10,000-record batches (bench/memory.py).
 
-InfluxDB is a throw-away ``influxd`` (scripts/local_influxdb.py); the Avro schema comes from a
+InfluxDB is a throw-away ``influxd`` (influx_sink_tools.local_influxdb); the Avro schema comes from a
 small registry on a thread of this process (bench/registry.py). Results go to stdout and, unless
 ``--no-write``, into the generated block of bench/RESULTS.md. ``--profile`` also writes
 pyinstrument trees of one warm batch to bench/profiles/.
@@ -33,15 +33,15 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
 import cold as cold_start  # noqa: E402
-import local_influxdb  # noqa: E402
 import workload  # noqa: E402
-from local_registry import RegistryServer as Registry  # noqa: E402
-from local_registry import start as start_registry  # noqa: E402
+
+from influx_sink_tools import local_influxdb  # noqa: E402
+from influx_sink_tools.local_registry import RegistryServer as Registry  # noqa: E402
+from influx_sink_tools.local_registry import start as start_registry  # noqa: E402
 
 PY = sys.executable
 HANDLER_TARGET = 1.3  # × floor

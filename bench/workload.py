@@ -7,12 +7,11 @@ adds points to the database instead of overwriting the previous one's.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from typing import Any
 
-from handler.eventgen import Rec, build_event
+from influx_sink_tools.eventgen import Rec, build_event
 
 TOPIC = "readings"
 PARTITIONS = 4
@@ -69,16 +68,12 @@ def json_payloads(docs: list[dict[str, Any]]) -> list[bytes]:
 
 def avro_payloads(docs: list[dict[str, Any]], schema_id: int = SCHEMA_ID) -> list[bytes]:
     """Confluent framing: magic byte 0, the 4-byte schema id, the Avro body."""
-    from fastavro import parse_schema, schemaless_writer
+    from fastavro import parse_schema
 
-    parsed = parse_schema(AVRO_SCHEMA)
-    head = b"\x00" + schema_id.to_bytes(4, "big")
-    out = []
-    for d in docs:
-        buf = io.BytesIO()
-        schemaless_writer(buf, parsed, d)
-        out.append(head + buf.getvalue())
-    return out
+    from influx_sink_tools.framing import confluent_frame, write_body
+
+    parsed = parse_schema(AVRO_SCHEMA)  # once: write_body takes a parsed schema as it is
+    return [confluent_frame(schema_id, write_body(parsed, d)) for d in docs]
 
 
 def event(payloads: list[bytes], rep: int) -> dict[str, Any]:
