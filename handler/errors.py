@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 Phase = Literal["connect", "read"]
+
+
+class ErrorPolicy(StrEnum):
+    """What a batch with failed records does: fail whole (THROW), report the failed records'
+    partitions for redelivery (RETRY), or skip them (NOOP)."""
+
+    THROW = "THROW"
+    RETRY = "RETRY"
+    NOOP = "NOOP"
+
+
+class FailureKind(StrEnum):
+    """The stage a record failed in: what logs and metrics count failures by."""
+
+    DECODE = "decode"  # bytes → value
+    MAPPING = "mapping"  # value → point (KCQL)
+    ENCODE = "encode"  # point → line protocol
+    REJECTED = "rejected"  # InfluxDB refused the point itself
+    WRITE = "write"  # the write request failed as a whole
+    CONFIG = "config"  # the settings cannot decode this record
+
+
+# The kinds spelled as text, accepted where a FailureKind is taken while callers still pass strings.
+# transition shim: removed when the redesign lands (callers pass FailureKind members)
+FailureKindName = Literal["decode", "mapping", "encode", "rejected", "write", "config"]
 
 
 class SinkError(Exception):
@@ -14,6 +41,19 @@ class SinkError(Exception):
 
 class ConfigError(SinkError):
     """Settings that cannot work; raised at cold start, naming every bad setting."""
+
+    @classmethod
+    def invalid(cls, problems: Iterable[str]) -> ConfigError:
+        """The one error for every problem found in the settings, each on a line of its own."""
+        return cls("invalid settings:\n- " + "\n- ".join(problems))
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a setting key: ``connect.influx.db`` → ``CONNECT_INFLUX_DB``.
+
+    Kept beside ConfigError rather than in settings so that a stage that words a setting's
+    problem (an Avro schema setting the decoder parses) need not import the settings."""
+    return key.upper().replace(".", "_")
 
 
 class WaitTimedOut(SinkError):
@@ -52,10 +92,10 @@ class RecordError(SinkError):
     and attaches topic, partition and offset (see ``Failure``).
     """
 
-    def __init__(self, reason: str, kind: str = "mapping") -> None:
+    def __init__(self, reason: str, kind: FailureKind | FailureKindName = FailureKind.MAPPING) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind
+        self.kind = FailureKind(kind)
 
 
 class WriteError(SinkError):
@@ -78,7 +118,7 @@ class Failure:
     partition: int
     offset: int
     reason: str
-    kind: str  # decode | mapping | encode | rejected | write | config
+    kind: FailureKind | str  # transition shim: removed when the redesign lands (FailureKind only)
 
     def __str__(self) -> str:
         return f"topic={self.topic} partition={self.partition} offset={self.offset}: {self.reason}"

@@ -10,7 +10,7 @@ import binascii
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, overload
 
 from handler.errors import RecordError
 
@@ -109,16 +109,10 @@ class KafkaRecord:
         return f"{self.topic}-{self.partition}"
 
     def value_bytes(self) -> bytes | None:
-        text = self.value_b64  # inlined _b64: this runs once per record
-        if text is None:
-            return None
-        try:
-            return _a2b_base64(text, strict_mode=True)
-        except (binascii.Error, ValueError, TypeError) as err:
-            raise not_base64(text, "value", err) from None
+        return base64_bytes(self.value_b64, "value")
 
     def key_bytes(self) -> bytes | None:
-        return _b64(self.key_b64, "key")
+        return base64_bytes(self.key_b64, "key")
 
     def header(self, name: str) -> Any:
         """The first header called ``name`` decoded as UTF-8: MISSING when absent, None when its
@@ -183,12 +177,23 @@ def _header_text(name: str, data: Any) -> str:
         raise RecordError(f"header {name!r} is not UTF-8 text ({err})", "decode") from None
 
 
-def _b64(text: str | None, what: str) -> bytes | None:
+@overload
+def base64_bytes(text: str, what: str) -> bytes: ...
+
+
+@overload
+def base64_bytes(text: str | None, what: str) -> bytes | None: ...
+
+
+def base64_bytes(text: str | None, what: str) -> bytes | None:
+    """The bytes of the event's base64 ``text`` (a value, key or Connect ``bytes`` field); None
+    stays None. Strict: anything ``b64decode(validate=True)`` rejects (characters outside the
+    alphabet, bad padding) is the record's error, since a lenient decoder would drop them and
+    write bytes that were never sent."""
     if text is None:
         return None
     try:
-        # strict_mode rejects exactly what b64decode(validate=True) rejects, without its regex.
-        return _a2b_base64(text, strict_mode=True)
+        return _a2b_base64(text, strict_mode=True)  # b64decode(validate=True)'s rules, without its regex
     except (binascii.Error, ValueError, TypeError) as err:  # TypeError: not text (a number, a list...)
         raise not_base64(text, what, err) from None
 

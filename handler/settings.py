@@ -3,29 +3,58 @@
 A key ``connect.influx.kcql`` is the environment variable ``CONNECT_INFLUX_KCQL``. Every problem
 is gathered into one ``ConfigError`` naming the key, its environment name and the bad value;
 secrets are never shown (``[hidden]``, as the original connector's startup log prints them).
+
+Each setting is declared once, as a field of ``Settings`` carrying its key, default text, parser
+and line of docs (``_setting``); ``SPECS``, which loading, the printed settings and the README's
+table read, is derived from those fields, so a name or default cannot differ between them.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-import re
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from handler.errors import ConfigError
+from handler.decode import PayloadKind
+from handler.errors import ConfigError, ErrorPolicy, env_name
+from handler.redact import mask_url
+
+if TYPE_CHECKING:  # only for annotations: importing kcql pulls in pyparsing
+    from kcql import Statement
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("THROW", "RETRY", "NOOP")
-CONSISTENCY = ("ALL", "ANY", "ONE", "QUORUM")
-PAYLOAD_KINDS = ("auto", "json", "avro", "connect", "string")
+E = TypeVar("E", bound=StrEnum)
+
+# Environment variables read before the settings (by the runtime, for Parameter Store): not keys.
+SSM_PATH_ENV = "CONNECT_INFLUX_SSM_PATH"
+SSM_MAX_AGE_ENV = "CONNECT_INFLUX_SSM_MAX_AGE"
+RUNTIME_ENV = (SSM_PATH_ENV, SSM_MAX_AGE_ENV)
+ENV_PREFIX = "CONNECT_"
+
+Source = Literal["env", "ssm", "default"]  # where a setting's value came from
 
 
-def env_name(key: str) -> str:
-    return key.upper().replace(".", "_")
+class InfluxVersion(StrEnum):
+    """The InfluxDB write API: AUTO is resolved while loading (2 with a token or bucket, else 1)."""
+
+    AUTO = "AUTO"
+    V1 = "1"
+    V2 = "2"
+    V3 = "3"
+
+
+class Consistency(StrEnum):
+    """The 1.x write consistency (``consistency=``), acted on by Enterprise clusters."""
+
+    ALL = "ALL"
+    ANY = "ANY"
+    ONE = "ONE"
+    QUORUM = "QUORUM"
 
 
 def _bool(text: str) -> bool:
@@ -50,12 +79,14 @@ def _int(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _choice(options: tuple[str, ...], upper: bool = True) -> Callable[[str], str]:
-    def parse(text: str) -> str:
+def _choice(options: type[E], upper: bool = True) -> Callable[[str], E]:
+    """A member of the closed set ``options``, read in any case."""
+    def parse(text: str) -> E:
         value = text.strip().upper() if upper else text.strip().lower()
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return value
+        try:
+            return options(value)
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(options)}") from None
 
     return parse
 
@@ -81,34 +112,6 @@ def _hides_host(url: str) -> bool:
     at = rest.rfind("@")
     end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=-1)
     return at != -1 and end != -1 and end < at
-
-
-# Query parameters that carry credentials (InfluxDB 1.x reads ``u``/``p``; tokens by other names).
-_SECRET_QUERY = re.compile(r"(?i)([?&;](?:p|password|pass|pwd|token|access_token|api_key|apikey|secret)=)[^&;#]*")
-
-
-_USER_RE = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=-]+")  # what RFC 3986 allows in a user name
-
-
-def mask_url(text: str) -> str:
-    """The URL with its credentials replaced by ``[hidden]``, for logs and errors.
-
-    Parsing is not trusted to find them: a password holding ``/``, ``?``, ``#`` or ``@`` makes a
-    URL parser take part of it for the host or path. So everything between ``://`` (or the
-    start) and the *last* ``@`` is user information; only a user name that looks like one (no
-    ``/?#`` in it) is kept before the ``:``. Credential query parameters (``p=``, ``token=``, ...)
-    are hidden too. Hiding too much is harmless; showing a secret is not.
-    """
-    at = text.rfind("@")
-    if at != -1:
-        scheme_end = text.find("://")
-        start = scheme_end + 3 if scheme_end != -1 and scheme_end < at else 0
-        user, colon, _ = text[start:at].partition(":")
-        keep = f"{user}:" if colon and _USER_RE.fullmatch(user) else ""
-        text = f"{text[:start]}{keep}[hidden]{text[at:]}"
-    if "=" in text:
-        text = _SECRET_QUERY.sub(r"\1[hidden]", text)
-    return text
 
 
 def _text(text: str) -> str:
@@ -138,92 +141,81 @@ class Spec:
         return env_name(self.key)
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec("connect.influx.kcql", "kcql", None, _text, "KCQL statements, `;`-separated", required=True),
-    Spec("connect.influx.url", "url", None, _url, "InfluxDB URL, e.g. `http://influx:8086`", required=True),
-    Spec("connect.influx.db", "db", None, _text,
-         "InfluxDB 1.x database (required for 1.x; the bucket's default for 3.x)"),
-    Spec("connect.influx.version", "version", "auto", _choice(("AUTO", "1", "2", "3")),
-         "target API: 1 (`/write`), 2 or 3 (`/api/v2/write` via influxdb-client); auto = 2 when a token or "
-         "bucket is set, else 1"),
-    Spec("connect.influx.org", "org", None, _text, "2.x/Cloud organization"),
-    Spec("connect.influx.bucket", "bucket", None, _text, "2.x/3.x bucket (3.x: the database; default: db)"),
-    Spec("connect.influx.token", "token", None, _text, "2.x/3.x API token (1.8+: `user:password`)", secret=True),
-    Spec("connect.influx.ssl.verify", "ssl_verify", "true", _bool, "verify the server's TLS certificate"),
-    Spec("connect.influx.ssl.ca.bundle", "ssl_ca_bundle", None, _text, "CA bundle file for TLS verification"),
-    Spec("connect.influx.gzip", "gzip", "false", _bool, "gzip request bodies"),
-    Spec("connect.influx.username", "username", None, _text, "user name (1.x Basic auth)"),
-    Spec("connect.influx.password", "password", None, _text, "password (1.x Basic auth)", secret=True),
-    Spec("connect.influx.retention.policy", "retention_policy", "autogen", _text,
-         "1.x retention policy (`rp`)"),
-    Spec("connect.influx.consistency.level", "consistency_level", "ALL", _choice(CONSISTENCY),
-         "1.x write consistency: ALL, ANY, ONE, QUORUM (acted on by Enterprise clusters)"),
-    Spec("connect.influx.error.policy", "error_policy", "THROW", _choice(POLICIES),
-         "THROW, RETRY or NOOP (see Error policies)"),
-    Spec("connect.influx.max.retries", "max_retries", "10", _int(-1),
-         "the event source's MaximumRetryAttempts (set by the SAM template; -1 = infinite)"),
-    Spec("connect.influx.retry.interval", "retry_interval_ms", "60000", _int(0),
-         "ms between in-invocation write retries under RETRY (capped by the remaining time)"),
-    Spec("connect.progress.enabled", "progress_enabled", "false", _bool, "log per-topic record counts"),
-    Spec("connect.influx.batch.lines", "batch_lines", "5000", _int(1), "lines per write request"),
-    Spec("connect.influx.connect.timeout.ms", "connect_timeout_ms", "5000", _int(1),
-         "HTTP connect timeout"),
-    Spec("connect.influx.read.timeout.ms", "read_timeout_ms", "30000", _int(1),
-         "HTTP read timeout (also capped by the invocation's remaining time)"),
-    Spec("connect.influx.value.format", "value_format", "auto", _choice(PAYLOAD_KINDS, upper=False),
-         "force the value kind: auto, json, avro, connect, string"),
-    Spec("connect.influx.key.format", "key_format", "auto", _choice(PAYLOAD_KINDS, upper=False),
-         "force the key kind: auto, json, avro, connect, string"),
-    Spec("connect.influx.schema.registry.url", "schema_registry_url", None, _url,
-         "Confluent Schema Registry URL (Avro with magic byte 0)"),
-    Spec("connect.influx.schema.registry.basic.auth.user.info", "schema_registry_user_info", None, _text,
-         "`user:password` for the registry's Basic auth", secret=True),
-    Spec("connect.influx.glue.region", "glue_region", None, _text,
-         "AWS region of the Glue Schema Registry (Avro with magic byte 3); default: the function's region"),
-    Spec("connect.influx.value.avro.schema", "value_avro_schema", None, _text,
-         "Avro schema for unframed values: inline JSON or a file path"),
-    Spec("connect.influx.key.avro.schema", "key_avro_schema", None, _text,
-         "Avro schema for unframed keys: inline JSON or a file path"),
-    Spec("connect.influx.topics", "topics", None, _topics,
-         "the topics the event source delivers, comma-separated (set by the SAM template); each must be read "
-         "by a KCQL statement"),
-)
-BY_KEY = {s.key: s for s in SPECS}
+def _setting(key: str, parse: Callable[[str], Any], doc: str, default: str | None = None, *,
+             secret: bool = False, required: bool = False) -> Any:
+    """A field of ``Settings`` declaring one setting. Its default as a value is the default text
+    parsed, so the two cannot disagree; a required setting has none. Secrets and URLs (which may
+    carry ``user:password``) stay out of the repr."""
+    spec = Spec(key, "", default, parse, doc, secret, required)
+    shown = not (secret or parse is _url)
+    metadata = {"spec": spec}
+    if required:
+        return field(repr=shown, metadata=metadata)
+    return field(default=None if default is None else parse(default), repr=shown, metadata=metadata)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    kcql: str
-    url: str = field(repr=False)  # may carry user:password
-    db: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    retention_policy: str | None = "autogen"
-    consistency_level: str = "ALL"
-    error_policy: str = "THROW"
-    max_retries: int = 10
-    retry_interval_ms: int = 60000
-    progress_enabled: bool = False
-    version: str = "AUTO"
-    org: str | None = None
-    bucket: str | None = None
-    token: str | None = field(default=None, repr=False)
-    ssl_verify: bool = True
-    ssl_ca_bundle: str | None = None
-    gzip: bool = False
-    batch_lines: int = 5000
-    connect_timeout_ms: int = 5000
-    read_timeout_ms: int = 30000
-    value_format: str = "auto"
-    key_format: str = "auto"
-    schema_registry_url: str | None = field(default=None, repr=False)  # may carry user:password
-    schema_registry_user_info: str | None = field(default=None, repr=False)
-    glue_region: str | None = None
-    value_avro_schema: str | None = None
-    key_avro_schema: str | None = None
-    topics: tuple[str, ...] | None = None
-    sources: Mapping[str, str] = field(default_factory=dict, repr=False)  # key → env | ssm | default
-    statements: tuple[Any, ...] = field(default=(), repr=False)  # the parsed KCQL (kcql.Statement)
+    """The validated settings; each field declares its setting, in the order they are listed."""
+
+    kcql: str = _setting("connect.influx.kcql", _text, "KCQL statements, `;`-separated", required=True)
+    url: str = _setting("connect.influx.url", _url, "InfluxDB URL, e.g. `http://influx:8086`", required=True)
+    db: str | None = _setting("connect.influx.db", _text,
+                              "InfluxDB 1.x database (required for 1.x; the bucket's default for 3.x)")
+    version: InfluxVersion = _setting(  # noqa: RUF009 - a dataclasses.field, as every _setting is
+        "connect.influx.version", _choice(InfluxVersion),
+        "target API: 1 (`/write`), 2 or 3 (`/api/v2/write` via influxdb-client); auto = 2 when a token or "
+        "bucket is set, else 1", "auto")
+    org: str | None = _setting("connect.influx.org", _text, "2.x/Cloud organization")
+    bucket: str | None = _setting("connect.influx.bucket", _text, "2.x/3.x bucket (3.x: the database; default: db)")
+    token: str | None = _setting("connect.influx.token", _text, "2.x/3.x API token (1.8+: `user:password`)",
+                                 secret=True)
+    ssl_verify: bool = _setting("connect.influx.ssl.verify", _bool, "verify the server's TLS certificate", "true")
+    ssl_ca_bundle: str | None = _setting("connect.influx.ssl.ca.bundle", _text, "CA bundle file for TLS verification")
+    gzip: bool = _setting("connect.influx.gzip", _bool, "gzip request bodies", "false")
+    username: str | None = _setting("connect.influx.username", _text, "user name (1.x Basic auth)")
+    password: str | None = _setting("connect.influx.password", _text, "password (1.x Basic auth)", secret=True)
+    retention_policy: str | None = _setting("connect.influx.retention.policy", _text, "1.x retention policy (`rp`)",
+                                            "autogen")
+    consistency_level: Consistency = _setting(  # noqa: RUF009
+        "connect.influx.consistency.level", _choice(Consistency),
+        "1.x write consistency: ALL, ANY, ONE, QUORUM (acted on by Enterprise clusters)", "ALL")
+    error_policy: ErrorPolicy = _setting(  # noqa: RUF009
+        "connect.influx.error.policy", _choice(ErrorPolicy), "THROW, RETRY or NOOP (see Error policies)", "THROW")
+    max_retries: int = _setting("connect.influx.max.retries", _int(-1),
+                                "the event source's MaximumRetryAttempts (set by the SAM template; -1 = infinite)",
+                                "10")
+    retry_interval_ms: int = _setting(
+        "connect.influx.retry.interval", _int(0),
+        "ms between in-invocation write retries under RETRY (capped by the remaining time)", "60000")
+    progress_enabled: bool = _setting("connect.progress.enabled", _bool, "log per-topic record counts", "false")
+    batch_lines: int = _setting("connect.influx.batch.lines", _int(1), "lines per write request", "5000")
+    connect_timeout_ms: int = _setting("connect.influx.connect.timeout.ms", _int(1), "HTTP connect timeout", "5000")
+    read_timeout_ms: int = _setting("connect.influx.read.timeout.ms", _int(1),
+                                    "HTTP read timeout (also capped by the invocation's remaining time)", "30000")
+    value_format: PayloadKind = _setting(  # noqa: RUF009
+        "connect.influx.value.format", _choice(PayloadKind, upper=False),
+        "force the value kind: auto, json, avro, connect, string", "auto")
+    key_format: PayloadKind = _setting(  # noqa: RUF009
+        "connect.influx.key.format", _choice(PayloadKind, upper=False),
+        "force the key kind: auto, json, avro, connect, string", "auto")
+    schema_registry_url: str | None = _setting("connect.influx.schema.registry.url", _url,
+                                               "Confluent Schema Registry URL (Avro with magic byte 0)")
+    schema_registry_user_info: str | None = _setting("connect.influx.schema.registry.basic.auth.user.info", _text,
+                                                     "`user:password` for the registry's Basic auth", secret=True)
+    glue_region: str | None = _setting(
+        "connect.influx.glue.region", _text,
+        "AWS region of the Glue Schema Registry (Avro with magic byte 3); default: the function's region")
+    value_avro_schema: str | None = _setting("connect.influx.value.avro.schema", _text,
+                                             "Avro schema for unframed values: inline JSON or a file path")
+    key_avro_schema: str | None = _setting("connect.influx.key.avro.schema", _text,
+                                           "Avro schema for unframed keys: inline JSON or a file path")
+    topics: tuple[str, ...] | None = _setting(
+        "connect.influx.topics", _topics,
+        "the topics the event source delivers, comma-separated (set by the SAM template); each must be read "
+        "by a KCQL statement")
+    sources: Mapping[str, Source] = field(default_factory=dict, repr=False)  # key → where its value came from
+    statements: tuple[Statement, ...] = field(default=(), repr=False)  # the parsed KCQL
 
     def describe(self) -> list[str]:
         """``key = value (source)`` lines with secrets masked, like the original connector's startup log."""
@@ -239,9 +231,9 @@ class Settings:
         return lines
 
 
-# Environment variables read before the settings (by the runtime, for Parameter Store): not keys.
-RUNTIME_ENV = ("CONNECT_INFLUX_SSM_PATH", "CONNECT_INFLUX_SSM_MAX_AGE")
-ENV_PREFIX = "CONNECT_"
+SPECS: tuple[Spec, ...] = tuple(replace(f.metadata["spec"], attr=f.name) for f in fields(Settings)
+                                if "spec" in f.metadata)
+BY_KEY = {s.key: s for s in SPECS}
 
 
 def unknown_env(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
@@ -277,10 +269,10 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
     warn_unknown_env(environ)
     problems: list[str] = []
     values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, Source] = {}
     for spec in SPECS:
         raw: str | None = None
-        source = "default"
+        source: Source = "default"
         if spec.env in environ and environ[spec.env] != "":
             raw, source = environ[spec.env], "env"
         elif ssm is not None and spec.key in ssm:
@@ -299,15 +291,15 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
             problems.append(f"{spec.key} ({spec.env}) = {shown} {err}")
             continue
         sources[spec.key] = source
-    version = values.get("version") or "AUTO"
-    if version == "AUTO":
-        version = "2" if (values.get("token") or values.get("bucket")) else "1"
+    version = values.get("version") or InfluxVersion.AUTO
+    if version is InfluxVersion.AUTO:
+        version = InfluxVersion.V2 if (values.get("token") or values.get("bucket")) else InfluxVersion.V1
         values["version"] = version
-    if version == "1" and not values.get("db"):
+    if version is InfluxVersion.V1 and not values.get("db"):
         problems.append("connect.influx.db (CONNECT_INFLUX_DB) is required for InfluxDB 1.x")
-    if version in ("2", "3") and not (values.get("bucket") or values.get("db")):
+    if version in (InfluxVersion.V2, InfluxVersion.V3) and not (values.get("bucket") or values.get("db")):
         problems.append(f"connect.influx.bucket (CONNECT_INFLUX_BUCKET) is required for InfluxDB {version}.x")
-    if version == "2" and not values.get("org") and ":" not in (values.get("token") or ""):
+    if version is InfluxVersion.V2 and not values.get("org") and ":" not in (values.get("token") or ""):
         problems.append("connect.influx.org (CONNECT_INFLUX_ORG) is required for InfluxDB 2.x")
     if values.get("ssl_ca_bundle"):
         import os
@@ -329,5 +321,5 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
             if unread:
                 problems.append(unread_topics_message(unread, values["statements"]))
     if problems:
-        raise ConfigError("invalid settings:\n- " + "\n- ".join(problems))
+        raise ConfigError.invalid(problems)
     return Settings(**values, sources=sources)

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from handler.errors import ConfigError
-from handler.settings import BY_KEY
+from handler.settings import BY_KEY, SSM_MAX_AGE_ENV, SSM_PATH_ENV
 
 log = logging.getLogger(__name__)
 
-PATH_ENV = "CONNECT_INFLUX_SSM_PATH"
-MAX_AGE_ENV = "CONNECT_INFLUX_SSM_MAX_AGE"
+PATH_ENV = SSM_PATH_ENV
+MAX_AGE_ENV = SSM_MAX_AGE_ENV
 DEFAULT_MAX_AGE = 300
 
 
@@ -32,9 +32,9 @@ def max_age(environ: Mapping[str, str]) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"invalid settings:\n- {MAX_AGE_ENV} = {raw!r} must be a whole number of seconds") from None
+        raise ConfigError.invalid([f"{MAX_AGE_ENV} = {raw!r} must be a whole number of seconds"]) from None
     if value < 0:
-        raise ConfigError(f"invalid settings:\n- {MAX_AGE_ENV} = {raw!r} must be at least 0")
+        raise ConfigError.invalid([f"{MAX_AGE_ENV} = {raw!r} must be at least 0"])
     return value
 
 

@@ -20,24 +20,37 @@ imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~25
 
 from __future__ import annotations
 
-import binascii
 import json
 import re
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from handler.errors import ConfigError, RecordError
-from handler.records import KafkaRecord, describe, not_base64
+from handler.errors import ConfigError, RecordError, env_name
+from handler.records import KafkaRecord, base64_bytes, describe
 
 if TYPE_CHECKING:
     from handler.decode.avro import Schema
     from handler.decode.registry import ConfluentRegistry, GlueRegistry
     from handler.settings import Settings
 
+
+class PayloadKind(StrEnum):
+    """How a value or key is read (``connect.influx.value.format`` / ``key.format``)."""
+
+    AUTO = "auto"
+    JSON = "json"
+    AVRO = "avro"
+    CONNECT = "connect"
+    STRING = "string"
+
+
+CONFLUENT_MAGIC = 0  # the first byte of a Confluent-framed payload
+GLUE_MAGIC = 3  # the first byte of an AWS Glue-framed payload
+_FRAMED = (bytes([CONFLUENT_MAGIC]), bytes([GLUE_MAGIC]))  # as ``data[:1]``, which is b"" when empty
+
 _std_loads = json.loads
-_a2b_base64 = binascii.a2b_base64
-_FRAMED = (b"\x00", b"\x03")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _fast_decode: Callable[[bytes], Any] | None = None
 
@@ -92,12 +105,12 @@ def invalid_json(what: str, err: ValueError) -> RecordError:
 class Decoder:
     """Stateless apart from the schemas its payload kinds keep (cached per process)."""
 
-    def __init__(self, value_kind: str = "auto", key_kind: str = "auto", *,
-                 registry_url: str | None = None, registry_user_info: str | None = None,
+    def __init__(self, value_kind: PayloadKind | str = PayloadKind.AUTO, key_kind: PayloadKind | str = PayloadKind.AUTO,
+                 *, registry_url: str | None = None, registry_user_info: str | None = None,
                  glue_region: str | None = None, value_schema: str | None = None,
                  key_schema: str | None = None) -> None:
-        self.value_kind = value_kind
-        self.key_kind = key_kind
+        self.value_kind = _payload_kind(value_kind, "connect.influx.value.format")
+        self.key_kind = _payload_kind(key_kind, "connect.influx.key.format")
         self._registry_url = registry_url
         self._registry_user_info = registry_user_info
         self._glue_region = glue_region
@@ -107,7 +120,7 @@ class Decoder:
         self.key_schema = _setting_schema(key_schema, "connect.influx.key.avro.schema")
         # ``auto`` with no unframed-Avro schema: a value without event-source metadata that is not
         # framed Avro is JSON (the common case, taken straight in ``value``).
-        self._plain_json_value = value_kind == "auto" and self.value_schema is None
+        self._plain_json_value = self.value_kind is PayloadKind.AUTO and self.value_schema is None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Decoder:
@@ -122,27 +135,11 @@ class Decoder:
 
     def value(self, record: KafkaRecord) -> Any:
         """The decoded value, or None for a tombstone."""
-        text = record.value_b64  # KafkaRecord.value_bytes, inlined: this runs once per record
-        if text is None:
+        data = base64_bytes(record.value_b64, "value")  # KafkaRecord.value_bytes without its call
+        if data is None:
             return None
-        try:
-            data = _a2b_base64(text, strict_mode=True)
-        except (binascii.Error, ValueError, TypeError) as err:  # TypeError: not text (a number, a list...)
-            raise not_base64(text, "value", err) from None
         if self._plain_json_value and record.value_schema is None and data[:1] not in _FRAMED:
-            # decode()'s ``auto`` branch for plain JSON, without walking its other branches
-            try:
-                doc = (_fast_decode or _load_fast())(data)  # _json_loads, inlined
-            except (ValueError, RecursionError):
-                try:
-                    doc = _std_loads(data)
-                except ValueError as err:
-                    raise invalid_json("value", err) from None
-                except RecursionError:
-                    raise too_deep("value") from None
-            if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
-                return _unwrap(doc, "value")
-            return doc
+            return _json_document(data, "value", True)  # what ``decode`` gives, without its branches
         return self.decode(data, self.value_kind, "value", record.value_schema, self.value_schema)
 
     def key(self, record: KafkaRecord) -> Any:
@@ -151,7 +148,7 @@ class Decoder:
         if data is None:
             return None
         meta = record.key_schema
-        if self.key_kind == "auto" and meta is None and self.key_schema is None and data[:1] not in _FRAMED:
+        if self.key_kind is PayloadKind.AUTO and meta is None and self.key_schema is None and data[:1] not in _FRAMED:
             try:
                 doc = _json_loads(data)
             except ValueError as err:
@@ -166,31 +163,27 @@ class Decoder:
             return _unwrap(doc, "key")
         return self.decode(data, self.key_kind, "key", meta, self.key_schema)
 
-    def decode(self, data: bytes, kind: str, what: str, meta: Any = None, schema: Schema | None = None) -> Any:
+    def decode(self, data: bytes, kind: PayloadKind, what: str, meta: Any = None,
+               schema: Schema | None = None) -> Any:
         """``data`` as the payload kind says (see the module doc)."""
-        if kind == "auto":
+        if kind is PayloadKind.AUTO:
             if meta is not None:
                 return self._event_source_decoded(data, what, meta, schema)
-            first = data[:1]
-            if first == b"\x00":
-                return self._confluent_framed(data, what)
-            if first == b"\x03":
-                return self._glue_framed(data, what)
+            if data[:1] in _FRAMED:
+                return self._framed(data, what)
             if schema is not None:
                 return schema.read(data, what)
-            return self._json(data, what, envelope=True)
-        if kind == "json":
-            return self._json(data, what, envelope=False)
-        if kind == "avro":
+            return _json_document(data, what, True)
+        if kind is PayloadKind.JSON:
+            return _json_document(data, what, False)
+        if kind is PayloadKind.AVRO:
             return self._avro(data, what, meta, schema)
-        if kind == "connect":
+        if kind is PayloadKind.CONNECT:
             return self._connect(data, what)
-        if kind == "string":
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise RecordError(f"{what} is not UTF-8 text", "decode") from None
-        raise RecordError(f"unknown payload kind {kind!r} for {what}", "config")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecordError(f"{what} is not UTF-8 text", "decode") from None
 
     # ------------------------------------------------------------ kinds
 
@@ -199,14 +192,17 @@ class Decoder:
             return schema.read(data, what)
         if isinstance(meta, dict) and meta.get("schemaId"):
             return self._by_metadata(data, what, meta)
-        first = data[:1]
-        if first == b"\x00":
-            return self._confluent_framed(data, what)
-        if first == b"\x03":
-            return self._glue_framed(data, what)
+        if data[:1] in _FRAMED:
+            return self._framed(data, what)
         shown = f"0x{data[0]:02x}" if data else "nothing (empty payload)"
         raise RecordError(f"{what} is not framed Avro: the first byte is {shown}, expected 0x00 (Confluent) or "
                           f"0x03 (AWS Glue); for unframed Avro set connect.influx.{what}.avro.schema", "decode")
+
+    def _framed(self, data: bytes, what: str) -> Any:
+        """Avro behind a producer's framing, told by its first byte (one of ``_FRAMED``)."""
+        if data[0] == CONFLUENT_MAGIC:
+            return self._confluent_framed(data, what)
+        return self._glue_framed(data, what)
 
     def _confluent_framed(self, data: bytes, what: str) -> Any:
         from handler.decode.avro import CONFLUENT_HEADER, confluent_id
@@ -255,24 +251,9 @@ class Decoder:
                               "Confluent schema id (a number) nor an AWS Glue schema version id (a UUID)", "decode")
         return self._glue_registry().schema(schema_id, what).read(data, what)
 
-    def _connect(self, data: bytes, what: str) -> Any:
-        doc = self._json(data, what, envelope=False)
-        from handler.decode.connect import from_envelope, is_envelope
-
-        if not is_envelope(doc):
-            raise RecordError(f"{what} is not a Kafka Connect envelope: expected a JSON object with exactly "
-                              "'schema' and 'payload'", "decode")
-        return from_envelope(doc, what)
-
     @staticmethod
-    def _json(data: bytes, what: str, envelope: bool) -> Any:
-        try:
-            doc = _json_loads(data)
-        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise invalid_json(what, err) from None
-        except RecursionError:
-            raise too_deep(what) from None
-        return _unwrap(doc, what) if envelope else doc
+    def _connect(data: bytes, what: str) -> Any:
+        return _unwrap(_json_document(data, what, False), what, required=True)
 
     # ------------------------------------------------------------ registries
 
@@ -294,13 +275,38 @@ class Decoder:
         return self._glue
 
 
-def _unwrap(doc: Any, what: str) -> Any:
-    """A Kafka Connect envelope's converted payload; any other document as it is."""
+def _json_document(data: bytes, what: str, envelope: bool) -> Any:
+    """``data`` as a JSON document, or the record's error; with ``envelope``, a Kafka Connect
+    envelope becomes its converted payload."""
+    try:
+        doc = _json_loads(data)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise invalid_json(what, err) from None
+    except RecursionError:
+        raise too_deep(what) from None
+    return _unwrap(doc, what) if envelope else doc
+
+
+def _unwrap(doc: Any, what: str, required: bool = False) -> Any:
+    """A Kafka Connect envelope's converted payload; any other document as it is, unless an
+    envelope is ``required``. An envelope is what JsonConverter with ``schemas.enable=true``
+    writes: an object of exactly ``schema`` and ``payload``."""
     if type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc:
         from handler.decode.connect import from_envelope
 
         return from_envelope(doc, what)
+    if required:
+        raise RecordError(f"{what} is not a Kafka Connect envelope: expected a JSON object with exactly "
+                          "'schema' and 'payload'", "decode")
     return doc
+
+
+def _payload_kind(kind: PayloadKind | str, key: str) -> PayloadKind:
+    try:
+        return PayloadKind(kind)
+    except ValueError:
+        raise ConfigError.invalid([f"{key} ({env_name(key)}) = {kind!r} must be one of "
+                                   f"{', '.join(PayloadKind)}"]) from None
 
 
 def _setting_schema(text: str | None, key: str) -> Schema | None:
@@ -308,9 +314,8 @@ def _setting_schema(text: str | None, key: str) -> Schema | None:
     if not text:
         return None
     from handler.decode.avro import SchemaProblem, load_setting
-    from handler.settings import env_name
 
     try:
         return load_setting(text, key)
     except SchemaProblem as err:
-        raise ConfigError(f"invalid settings:\n- {err} (environment variable {env_name(key)})") from None
+        raise ConfigError.invalid([f"{err} (environment variable {env_name(key)})"]) from None

@@ -11,8 +11,6 @@ type wins.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import sys
@@ -20,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from handler.errors import RecordError
+from handler.records import base64_bytes
 
 _INTS = frozenset({"int8", "int16", "int32", "int64"})
 _DECIMAL = "org.apache.kafka.connect.data.Decimal"
@@ -33,11 +32,6 @@ _SCALE_RE = re.compile(r"[+-]?[0-9]{1,6}")
 
 class _Mismatch(ValueError):
     """A payload value that does not fit its declared type."""
-
-
-def is_envelope(doc: Any) -> bool:
-    """What JsonConverter with ``schemas.enable=true`` writes: exactly ``schema`` and ``payload``."""
-    return type(doc) is dict and len(doc) == 2 and "schema" in doc and "payload" in doc
 
 
 def from_envelope(doc: dict[str, Any], what: str) -> Any:
@@ -174,8 +168,8 @@ def _map_key(key: Any, path: str) -> str:
 
 def _b64(text: str, path: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        return base64_bytes(text, "bytes")
+    except RecordError:
         raise _Mismatch(f"bytes{_at(path)} are not valid base64") from None
 
 
