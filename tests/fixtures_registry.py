@@ -2,7 +2,7 @@
 
 Use from a test module with ``pytest_plugins = ["tests.fixtures_registry"]``.
 
-- ``registry``: a fresh ``scripts/local_registry.py`` server per test (over real HTTP on
+- ``registry``: a fresh ``influx_sink_tools.local_registry`` server per test (over real HTTP on
   loopback; ``GET /schemas/ids/{id}``, ``GET /subjects/{s}/versions/{v}``, ``POST
   /subjects/{s}/versions``), counting requests. No Confluent server exists here; the same
   server runs in the end-to-end tests and in CI's run of the built Lambda artifact.
@@ -20,10 +20,10 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import local_registry  # scripts/, on sys.path through tests/conftest.py
 import pytest
 
 from handler.decode import registry as registry_mod
+from influx_sink_tools import local_registry
 
 _names = itertools.count()
 

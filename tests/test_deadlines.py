@@ -23,8 +23,8 @@ import pytest
 
 from handler import app, aws_calls, ssm
 from handler.decode import registry as registry_mod
-from handler.decode.avro import confluent_frame, glue_frame
 from handler.errors import BatchFailed, ConfigError
+from influx_sink_tools.framing import confluent_frame, glue_frame
 from tests.conftest import json_event
 
 POLICIES = ["THROW", "RETRY", "NOOP"]

@@ -100,7 +100,7 @@ def test_esm_json(sink_env, influx, db):
 
 
 def test_frame_cli_rebuilds_the_samples(capsys):
-    from handler.decode import frame
+    from influx_sink_tools import framing as frame
 
     user = json.dumps({"company": "DataMountaineer", "address": "MontainTop", "latitude": -49.817964,
                        "longitude": -141.645812})

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handler.errors import RecordError
-from handler.eventgen import Rec, record_json
 from handler.lineproto import encode
 from handler.mapping import Plan
 from handler.records import KafkaRecord, parse_event
+from influx_sink_tools.eventgen import Rec, record_json
 from kcql import parse
 
 STATEMENTS = [

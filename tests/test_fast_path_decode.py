@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from handler.decode import Decoder, _json_loads
 from handler.errors import RecordError
-from handler.eventgen import Rec, record_json
 from handler.records import parse_event
+from influx_sink_tools.eventgen import Rec, record_json
 
 
 def canon(value: Any) -> Any:

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import local_influxdb
 import pytest
 
+from influx_sink_tools import local_influxdb
 from tests import lambda_sandbox as sandbox
 from tests.conftest import ROOT, json_event, query_points
 from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI

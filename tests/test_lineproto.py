@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from handler.app import lambda_handler
 from handler.errors import BatchFailed, RecordError
-from handler.eventgen import Rec, build_event
 from handler.lineproto import encode, escape_field_key, escape_key, escape_measurement, field_value
 from handler.mapping import Point
+from influx_sink_tools.eventgen import Rec, build_event
 
 # ================================================================ unit: exact encoding
 

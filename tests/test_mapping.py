@@ -22,9 +22,9 @@ from handler import app
 from handler.app import lambda_handler
 from handler.decode import Decoder
 from handler.errors import BatchFailed, RecordError
-from handler.eventgen import Rec, build_event
 from handler.mapping import Context, Plan, Point
 from handler.records import KafkaRecord
+from influx_sink_tools.eventgen import Rec, build_event
 from kcql import KcqlError, parse
 from tests.conftest import field_types, json_event, query_points, tag_keys
 
@@ -77,8 +77,8 @@ def failure(offset: int, reason: str, topic: str = "topic1", partition: int = 0)
 def record(value: Any, key: Any = None, headers: list[tuple[str, bytes]] | None = None, topic: str = "t",
            raw_key: bytes | None = None) -> KafkaRecord:
     """A KafkaRecord exactly as parse_event builds it from an event."""
-    from handler.eventgen import record_json
     from handler.records import parse_event
+    from influx_sink_tools.eventgen import record_json
 
     rec = Rec(topic, 0, 7, json.dumps(value).encode() if value is not None else None,
               raw_key if raw_key is not None else (None if key is None else json.dumps(key).encode()),

@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import local_influxdb
 import pytest
 
 from handler import app
 from handler.errors import BatchFailed, ConfigError
+from influx_sink_tools import local_influxdb
 from tests.conftest import json_event, query_points
 
 pytestmark = pytest.mark.influx
