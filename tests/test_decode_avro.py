@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from handler.decode import Decoder
-from handler.decode.avro import confluent_frame, glue_frame, write_body
 from handler.errors import ConfigError, RecordError
 from handler.mapping import Plan
 from handler.records import KafkaRecord
+from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from kcql import parse
 
 pytest_plugins = ["tests.fixtures_registry"]

@@ -1,4 +1,4 @@
-"""Kafka Connect JsonConverter envelopes: the declared types win (section 4 of the contract)."""
+"""Kafka Connect JsonConverter envelopes: the declared types win over the JSON values' own."""
 
 from __future__ import annotations
 

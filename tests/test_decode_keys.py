@@ -10,11 +10,11 @@ import pytest
 
 from handler.app import lambda_handler
 from handler.decode import Decoder
-from handler.decode.avro import confluent_frame, glue_frame, write_body
 from handler.errors import BatchFailed, RecordError
-from handler.eventgen import Rec, build_event
 from handler.mapping import Plan
 from handler.records import KafkaRecord
+from influx_sink_tools.eventgen import Rec, build_event
+from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from kcql import parse
 from tests.conftest import query_points, tag_keys
 

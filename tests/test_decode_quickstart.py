@@ -1,4 +1,4 @@
-"""Acceptance 1: the seed's quickstart exactly, through lambda_handler into a real InfluxDB.
+"""The original connector's quickstart exactly, through lambda_handler into a real InfluxDB.
 
 Avro ``User`` schema registered in a registry, record produced with Confluent framing, KCQL
 ``INSERT INTO influxMeasure SELECT * FROM influx-topic WITHTIMESTAMP sys_time()``. Also the same
@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 
 from handler.app import lambda_handler
-from handler.decode.avro import confluent_frame, glue_frame, write_body
-from handler.eventgen import Rec, build_event
+from influx_sink_tools.eventgen import Rec, build_event
+from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from tests.conftest import field_types, query_points, tag_keys
 
 pytest_plugins = ["tests.fixtures_registry"]

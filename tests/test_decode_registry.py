@@ -7,9 +7,9 @@ import pytest
 
 from handler import app
 from handler.app import lambda_handler
-from handler.decode.avro import confluent_frame, glue_frame, write_body
 from handler.errors import BatchFailed
-from handler.eventgen import Rec, build_event
+from influx_sink_tools.eventgen import Rec, build_event
+from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from tests.conftest import query_points
 
 pytest_plugins = ["tests.fixtures_registry"]

@@ -1,4 +1,4 @@
-"""KCQL (section 1 of kcql-mapping.md): every clause, names, paths, and the syntax errors.
+"""KCQL: every clause, names, paths, and the syntax errors.
 
 Pure parsing: no InfluxDB needed. What the parsed statements *do* is in test_mapping.py.
 """

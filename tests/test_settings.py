@@ -1,4 +1,5 @@
-"""Issue 5: validation names every bad setting and value; secrets never shown; defaults as the seed's."""
+"""Settings: validation names every bad setting and value; secrets never shown; defaults as the original
+connector's (Stream Reactor's InfluxDB sink)."""
 
 from __future__ import annotations
 
