@@ -14,13 +14,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from handler import deadline
 from handler import runtime as _runtime_mod
-from handler.delivery import BatchResult, run_batch
+from handler.delivery import BatchResult, PartialItemFailureResponse, run_batch
 from handler.errors import BatchFailed, ConfigError
 from handler.records import parse_event
 
 logger = Logger(service="influx-sink")
 # Powertools copies its handler to top-level loggers only: "handler" takes it, and every module's
-# logger below it (handler.delivery, handler.influx, handler.decode.registry, handler.ssm, ...)
+# logger below it (handler.delivery, handler.write.schedule, handler.decode.registry, handler.ssm, ...)
 # propagates there, also those created later by lazy imports. So every line is the same JSON.
 copy_config_to_registered_loggers(source_logger=logger, include={"handler"})
 metrics = Metrics(namespace="InfluxSink", service="influx-sink")
@@ -65,8 +65,10 @@ def _deadline(context: Any) -> float | None:
     return time.monotonic() + left - min(SAFETY_MARGIN_S, left / 10)
 
 
-def _with_request_id(handler: Callable[[dict[str, Any], Any], dict[str, Any]]
-                     ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+Handler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
+
+
+def _with_request_id(handler: Handler) -> Handler:
     """Powertools' ``inject_lambda_context``: every log line of the invocation carries
     ``function_request_id`` (and ``cold_start``), so a failed record leads to its invocation.
     A context without those attributes (None from tests, a partial stand-in) runs the handler
@@ -74,9 +76,9 @@ def _with_request_id(handler: Callable[[dict[str, Any], Any], dict[str, Any]]
     injected = logger.inject_lambda_context(handler)
 
     @functools.wraps(handler)
-    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def run(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         if all(hasattr(context, attr) for attr in _CONTEXT_ATTRS):
-            result: dict[str, Any] = injected(event, context)
+            result: PartialItemFailureResponse = injected(event, context)
             return result
         logger.remove_keys(_CONTEXT_KEYS)
         return handler(event, context)
@@ -105,7 +107,7 @@ def _emit_metrics(result: BatchResult) -> None:
 
 @metrics.log_metrics
 @_with_request_id
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     deadline.set_deadline(_deadline(context))
     try:
         return _handle(event)
@@ -113,7 +115,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         deadline.set_deadline(None)
 
 
-def _handle(event: dict[str, Any]) -> dict[str, Any]:
+def _handle(event: dict[str, Any]) -> PartialItemFailureResponse:
     # Every way out adds metrics: empty ones make Powertools warn on stderr, in plain text.
     try:
         rt = get_runtime()

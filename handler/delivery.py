@@ -15,8 +15,8 @@ How the work is scheduled (bench/RESULTS.md has the measurements behind it):
 - THROW maps (decode → map → encode) every record before the first byte is written: only then
   is it known that no record fails, and a record error must leave the batch unwritten. The
   chunks are then written in order on this thread.
-- NOOP and RETRY overlap the two: each chunk of ``chunk_lines`` lines goes to a writer thread
-  (``handler.influx.Pipeline``, one kept-alive connection) as soon as it is mapped, and the next
+- NOOP and RETRY overlap the two: each chunk of ``chunk_lines`` lines goes to the writer thread
+  (``handler.write.schedule``, one kept-alive connection) as soon as it is mapped, and the next
   chunk is mapped while InfluxDB stores the previous one. That is safe because under NOOP a
   record's failure never holds back another record, and under RETRY it only holds back the
   *later* records of its own partition: those are not mapped yet, or still in the unsent chunk,
@@ -24,6 +24,10 @@ How the work is scheduled (bench/RESULTS.md has the measurements behind it):
   the event source delivers them; a batch that is not (a hand-made event) is mapped in full first.
 - A write error stops the writes at the chunk that failed, exactly as without overlap; the rest
   of the batch is still mapped so that every record's own failure is reported as before.
+- Under RETRY, once InfluxDB refuses a point, the later lines of that record's partition are not
+  sent (they are reported for redelivery anyway): the writer asks before each chunk which of its
+  lines still go (``_StopAfterRefusal``) and reports the refused ones; that is all it knows of
+  partitions.
 
 ``result.failures`` lists record failures (decode, mapping, encode) in record order, then the
 write stage's (refused points, then records not written because of a batch error).
@@ -31,17 +35,66 @@ write stage's (refused points, then records not written because of a batch error
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from handler.errors import BatchFailed, Failure, RecordError, WriteError
-from handler.influx import LineWriter, Pipeline, WriteReport, WriteSession
 from handler.mapping import Plan
-from handler.records import KafkaRecord, gc_paused
+from handler.records import KafkaRecord
+from handler.write.schedule import Writer, WriteReport, WriteSession
 
 log = logging.getLogger(__name__)
+
+
+class ItemIdentifier(TypedDict):
+    """A record as the Kafka event source names it: ``<topic>-<partition>`` and the offset."""
+
+    partition: str
+    offset: int
+
+
+class BatchItemFailure(TypedDict):
+    itemIdentifier: ItemIdentifier
+
+
+class PartialItemFailureResponse(TypedDict):
+    """The handler's answer: the records to deliver again (an empty list: the whole batch is done)."""
+
+    batchItemFailures: list[BatchItemFailure]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector while a batch is parsed or mapped.
+
+    A batch's objects form no reference cycles (they die by reference counting), so the young-
+    generation collections its ~10,000 new objects trigger find nothing, yet they cost ~4 % of a
+    warm 10,000-record batch (bench/RESULTS.md). Collection resumes when the block ends; nested
+    use keeps the outer state.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def first_failed_offsets(failed: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the lowest offset among ``failed`` (topic, partition, offset): where
+    a partition's redelivery starts."""
+    first: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in failed:
+        key = (topic, partition)
+        if key not in first or offset < first[key]:
+            first[key] = offset
+    return first
 
 
 @dataclass
@@ -61,7 +114,7 @@ class BatchResult:
     write_error: WriteError | None = None
 
     @property
-    def response(self) -> dict[str, Any]:
+    def response(self) -> PartialItemFailureResponse:
         return {"batchItemFailures": [
             {"itemIdentifier": {"partition": r.partition_id, "offset": r.offset}} for r in self.reported]}
 
@@ -142,30 +195,45 @@ def _ascending(records: Sequence[KafkaRecord]) -> bool:
     return True
 
 
-class _Groups:
-    """Line index → (topic, partition) of its record, computed only when the writer asks (RETRY)."""
+class _StopAfterRefusal:
+    """RETRY: once InfluxDB refuses a point, the later lines of its record's partition are not sent.
 
-    __slots__ = ("owner", "records")
+    They would be reported for redelivery anyway (with the refused record, the first failure of
+    their partition), and writing them now would only write them twice. The writer calls this
+    before each chunk, on its thread, with the lines refused so far; lines in the same request as
+    a refused one were sent with it and stay written.
+    """
+
+    __slots__ = ("owner", "records", "skipped")
 
     def __init__(self, records: Sequence[KafkaRecord], owner: list[int]) -> None:
         self.records = records
-        self.owner = owner
+        self.owner = owner  # line index → record index (grows while the batch is mapped)
+        self.skipped: set[int] = set()  # line indexes not sent
 
-    def __getitem__(self, line: int) -> tuple[str, int]:
+    def _partition(self, line: int) -> tuple[str, int]:
         r = self.records[self.owner[line]]
         return (r.topic, r.partition)
 
-    def __len__(self) -> int:
-        return len(self.owner)
+    def __call__(self, start: int, end: int, rejected: Mapping[int, str]) -> list[int] | None:
+        if not rejected:
+            return None
+        stopped = {self._partition(i) for i in rejected}
+        keep: list[int] = []
+        for i in range(start, end):
+            if self._partition(i) in stopped:
+                self.skipped.add(i)
+            else:
+                keep.append(i)
+        return keep
 
 
 class _Batch:
     """The batch being mapped: the lines to write (flat), their records, and the record failures."""
 
-    def __init__(self, records: Sequence[KafkaRecord], plan: Plan, policy: str) -> None:
+    def __init__(self, records: Sequence[KafkaRecord], plan: Plan) -> None:
         self.records = records
         self.plan = plan
-        self.policy = policy
         self.lines: list[str] = []  # what is written, in order
         self.owner: list[int] = []  # line index → record index
         self.failures: list[Failure] = []  # record failures, in record order
@@ -176,7 +244,7 @@ class _Batch:
     def map(self, start: int, stop: int, incremental_cut: bool) -> None:
         """Map records ``start..stop``; with ``incremental_cut`` (RETRY, ascending offsets) a
         partition's records after its first failure are mapped but not queued for writing."""
-        with gc_paused():  # the collector's young passes find nothing here (records.gc_paused)
+        with gc_paused():  # the collector's young passes find nothing here (see gc_paused)
             self._map(start, stop, incremental_cut)
 
     def _map(self, start: int, stop: int, incremental_cut: bool) -> None:
@@ -185,7 +253,7 @@ class _Batch:
         extend, extend_owner = lines.extend, owner.extend
         for i in range(start, stop):
             rec = records[i]
-            try:  # _lines_of, inlined: this loop runs once per record
+            try:  # _lines_of written out, so the per-record path of a warm batch makes no extra call
                 ls = lines_of(rec)
                 for line in ls:
                     if not line.isascii():
@@ -214,11 +282,7 @@ class _Batch:
 
     def apply_cut(self) -> None:
         """RETRY after mapping everything: drop the lines at or after each partition's first failure."""
-        for i in self.failed:
-            r = self.records[i]
-            key = (r.topic, r.partition)
-            if key not in self.cut or r.offset < self.cut[key]:
-                self.cut[key] = r.offset
+        self.cut = first_failed_offsets(self.coordinates(self.failed))
         if not self.cut:
             return
         keep = [j for j, i in enumerate(self.owner) if not self._after_cut(self.records[i])]
@@ -226,74 +290,43 @@ class _Batch:
         self.owner = [self.owner[j] for j in keep]
         self.with_lines = len(set(self.owner))
 
+    def coordinates(self, indexes: Iterable[int]) -> Iterator[tuple[str, int, int]]:
+        """(topic, partition, offset) of the records at ``indexes``."""
+        records = self.records
+        for i in indexes:
+            r = records[i]
+            yield r.topic, r.partition, r.offset
+
     def _after_cut(self, r: KafkaRecord) -> bool:
         c = self.cut.get((r.topic, r.partition))
         return c is not None and r.offset >= c
 
 
-def _body(lines: list[str], start: int, end: int) -> bytes:
-    """A request body: the lines, each ended by a newline, as UTF-8 (checked while mapping)."""
-    return ("\n".join(lines[start:end]) + "\n").encode("utf-8")
-
-
-def _write_all(batch: _Batch, session: WriteSession, chunk: int) -> None:
-    """Write what is mapped, chunk after chunk, on this thread."""
-    lines = batch.lines
-    for start in range(0, len(lines), chunk):
-        if session.failed:
-            return
-        end = min(start + chunk, len(lines))
-        session.write_chunk(start, end, _body(lines, start, end))
-
-
-def _map_and_write(batch: _Batch, session: WriteSession, chunk: int, incremental_cut: bool) -> None:
-    """Map the batch and hand each full chunk to the writer thread while mapping goes on."""
+def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool) -> None:
+    """Map the batch, handing each full chunk to the writer while mapping goes on."""
     n = len(batch.records)
-    pipeline: Pipeline | None = None
-    sent = 0  # lines handed to the writer so far
     i = 0
     try:
         while i < n:
             # Map just enough records to fill the chunk (a record has 0, 1 or more lines); after a
             # batch error nothing more is sent, but every record is still mapped for its own failure.
-            stop = n if session.failed else min(n, i + max(1, chunk - (len(batch.lines) - sent)))
+            stop = n if session.failed else min(n, i + max(1, session.room()))
             batch.map(i, stop, incremental_cut)
             i = stop
-            while len(batch.lines) - sent >= chunk and not session.failed:
-                if pipeline is None:
-                    pipeline = Pipeline(session)
-                pipeline.submit(sent, sent + chunk, _body(batch.lines, sent, sent + chunk))
-                sent += chunk
-        if sent < len(batch.lines) and not session.failed:
-            if pipeline is None:  # one chunk only: no thread needed
-                session.write_chunk(sent, len(batch.lines), _body(batch.lines, sent, len(batch.lines)))
-            else:
-                pipeline.submit(sent, len(batch.lines), _body(batch.lines, sent, len(batch.lines)))
+            session.offer()
+        session.flush()
     finally:
-        if pipeline is not None:
-            pipeline.finish()
+        session.wait()
 
 
-def _first_failed(records: Sequence[KafkaRecord], failed: set[int]) -> dict[tuple[str, int], int]:
-    """Per (topic, partition): the lowest offset among failed records."""
-    first: dict[tuple[str, int], int] = {}
-    for i in failed:
-        r = records[i]
-        k = (r.topic, r.partition)
-        if k not in first or r.offset < first[k]:
-            first[k] = r.offset
-    return first
-
-
-def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, policy: str, *,
+def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy: str, *,
               deadline: float | None = None, retry_interval: float = 1.0) -> BatchResult:
     """Map, write and report one batch under ``policy`` (THROW, RETRY or NOOP)."""
     result = BatchResult(received=len(records))
     stats = plan.stats
     tomb0, nonfin0 = stats.tombstones, stats.non_finite
-    batch = _Batch(records, plan, policy)
+    batch = _Batch(records, plan)
     retry = policy == "RETRY"
-    chunk = writer.chunk_lines
     if policy == "THROW" or (retry and not _ascending(records)):
         batch.map(0, len(records), incremental_cut=False)
         if batch.failures and policy == "THROW":
@@ -301,17 +334,22 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, po
             raise BatchFailed(batch.failures, written=0)
         if retry:
             batch.apply_cut()
-        session = _session(writer, batch, deadline, retry_interval, retry)
-        _write_all(batch, session, chunk)
+        stop = _StopAfterRefusal(records, batch.owner) if retry else None
+        session = writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
+                                 select=stop)
+        session.flush()
+        session.wait()
     else:
-        session = _session(writer, batch, deadline, retry_interval, retry)
-        _map_and_write(batch, session, chunk, incremental_cut=retry)
+        stop = _StopAfterRefusal(records, batch.owner) if retry else None
+        session = writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
+                                 select=stop, overlap=True)
+        _map_and_write(batch, session, incremental_cut=retry)
     result.tombstones = stats.tombstones - tomb0
     result.non_finite = stats.non_finite - nonfin0
     report = session.report
     result.write_seconds = report.seconds
     failures = batch.failures
-    unwritten = _apply_report(batch, report, failures, result)
+    unwritten = _apply_report(batch, report, stop.skipped if stop is not None else (), failures, result)
     result.failures = failures
     owner = batch.owner
     if unwritten:
@@ -324,7 +362,7 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, po
     if policy == "THROW" and failures:
         raise BatchFailed(failures, written=result.written_records)
     if retry:
-        first = _first_failed(records, batch.failed | unwritten)
+        first = first_failed_offsets(batch.coordinates(batch.failed | unwritten))
         if first:
             result.reported = [r for r in records
                                if (c := first.get((r.topic, r.partition))) is not None and r.offset >= c]
@@ -334,14 +372,8 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: LineWriter, po
     return result
 
 
-def _session(writer: LineWriter, batch: _Batch, deadline: float | None, retry_interval: float,
-             retry: bool) -> WriteSession:
-    """The batch's writes; under RETRY the writer also stops a partition after a refused point."""
-    return writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
-                          groups=_Groups(batch.records, batch.owner) if retry else None)
-
-
-def _apply_report(batch: _Batch, report: WriteReport, failures: list[Failure], result: BatchResult) -> set[int]:
+def _apply_report(batch: _Batch, report: WriteReport, skipped: Iterable[int], failures: list[Failure],
+                  result: BatchResult) -> set[int]:
     """Record indexes the writer did not store (refused points, batch errors); failures appended."""
     unwritten: set[int] = set()
     owner, records = batch.owner, batch.records
@@ -351,7 +383,7 @@ def _apply_report(batch: _Batch, report: WriteReport, failures: list[Failure], r
         if i not in unwritten:
             unwritten.add(i)
             failures.append(_failure(records[i], f"InfluxDB rejected the point: {message}", "rejected"))
-    for line_idx in sorted(report.skipped):
+    for line_idx in sorted(skipped):
         unwritten.add(owner[line_idx])  # RETRY only: reported with the refused record before it
     if report.error is not None and report.unwritten_from is not None:
         result.write_error = report.error

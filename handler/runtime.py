@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from handler.decode import Decoder
-from handler.influx import HttpTarget, LineWriter, V1Writer
 from handler.mapping import Plan
 from handler.settings import Settings, load
+from handler.write.protocol import LineProtocolWriter, V1Protocol
+from handler.write.schedule import Writer
+from handler.write.transport import HttpTarget, url_credentials
 
 log = logging.getLogger(__name__)
 SSM_PATH_ENV = "CONNECT_INFLUX_SSM_PATH"
@@ -26,30 +28,40 @@ SSM_PATH_ENV = "CONNECT_INFLUX_SSM_PATH"
 class Runtime:
     settings: Settings
     plan: Plan
-    writer: LineWriter
+    writer: Writer
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     ssm_values: dict[str, str] | None = field(default=None, repr=False)
 
 
-def make_writer(settings: Settings) -> LineWriter:
-    target = HttpTarget(settings.url, connect_timeout=settings.connect_timeout_ms / 1000,
-                        read_timeout=settings.read_timeout_ms / 1000, verify=settings.ssl_verify,
-                        ca_bundle=settings.ssl_ca_bundle)
-    if settings.version in ("2", "3"):
-        from handler.influx_v2 import V2Writer
+def make_writer(settings: Settings) -> Writer:
+    """The writer the settings describe: transport, the server version's protocol, chunk size."""
+    return Writer(_protocol(settings), chunk_lines=settings.batch_lines)
 
-        return V2Writer(target, settings.url, bucket=settings.bucket or settings.db, org=settings.org,
-                        token=settings.token, chunk_lines=settings.batch_lines, gzip=settings.gzip,
-                        verify=settings.ssl_verify, ca_bundle=settings.ssl_ca_bundle)
+
+class _Transport(TypedDict):
+    connect_timeout: float
+    read_timeout: float
+    verify: bool
+    ca_bundle: str | None
+    gzip: bool
+
+
+def _protocol(settings: Settings) -> LineProtocolWriter:
+    transport = _Transport(connect_timeout=settings.connect_timeout_ms / 1000,
+                           read_timeout=settings.read_timeout_ms / 1000, verify=settings.ssl_verify,
+                           ca_bundle=settings.ssl_ca_bundle, gzip=settings.gzip)
+    # load() refuses a target without its database or bucket, so the ``or ""`` never applies.
+    if settings.version in ("2", "3"):
+        from handler.write.protocol import V2Protocol
+        from handler.write.transport import ClientTarget
+
+        return V2Protocol(ClientTarget(settings.url, token=settings.token, **transport),
+                          bucket=settings.bucket or settings.db or "", org=settings.org)
     username, password = settings.username, settings.password
     if username is None:  # credentials in the URL (http://user:password@host:8086) are Basic auth too
-        parts = urllib.parse.urlsplit(settings.url)
-        if parts.username:
-            username = urllib.parse.unquote(parts.username)
-            password = urllib.parse.unquote(parts.password or "")
-    return V1Writer(target, db=settings.db, rp=settings.retention_policy,
-                    consistency=settings.consistency_level, username=username,
-                    password=password, chunk_lines=settings.batch_lines, gzip=settings.gzip)
+        username, password = url_credentials(settings.url) or (None, None)
+    return V1Protocol(HttpTarget(settings.url, **transport), db=settings.db or "", rp=settings.retention_policy,
+                      consistency=settings.consistency_level, username=username, password=password)
 
 
 def _ssm_values(env: Mapping[str, str], force: bool = False) -> dict[str, str] | None:

@@ -129,7 +129,7 @@ def _kill_after_first_request(server: local_influxdb.InfluxServer, rt: Runtime, 
                               tmp_path: Any) -> dict[str, Any]:
     """Let the first request through, kill influxd before the second, restart it later on the same port."""
     state: dict[str, Any] = {"requests": 0, "server": server}
-    original = rt.writer.target.post
+    original = rt.writer.protocol.target.post
     port = int(server.url.rsplit(":", 1)[1])
 
     def post(*args: Any, **kw: Any) -> Any:
@@ -143,7 +143,7 @@ def _kill_after_first_request(server: local_influxdb.InfluxServer, rt: Runtime, 
                 threading.Thread(target=restart, daemon=True).start()
         return original(*args, **kw)
 
-    rt.writer.target.post = post  # type: ignore[method-assign]
+    rt.writer.protocol.target.post = post  # type: ignore[method-assign]
     return state
 
 
@@ -294,7 +294,7 @@ def test_audit_every_offset_is_written_or_reported(tmp_path, policy, seed, caplo
             outage = rnd.random() < 0.5
             if outage:  # the server goes away after a random number of requests
                 cut = rnd.randint(1, 4)
-                original, count = rt.writer.target.post, [0]
+                original, count = rt.writer.protocol.target.post, [0]
 
                 def post(*a: Any, _o: Any = original, _c: list[int] = count, _cut: int = cut,
                          _s: local_influxdb.InfluxServer = server, **k: Any) -> Any:
@@ -303,13 +303,13 @@ def test_audit_every_offset_is_written_or_reported(tmp_path, policy, seed, caplo
                         _s.kill()
                     return _o(*a, **k)
 
-                rt.writer.target.post = post  # type: ignore[method-assign]
+                rt.writer.protocol.target.post = post  # type: ignore[method-assign]
             caplog.clear()
             with caplog.at_level(logging.ERROR, logger="handler.delivery"):
                 result = run_batch(batch(records), rt.plan, rt.writer, policy, deadline=time.monotonic() + 1.5,
                                    retry_interval=0.2)
             if outage:
-                del rt.writer.target.post
+                del rt.writer.protocol.target.post
                 if server.proc is not None and server.proc.poll() is not None:
                     server = local_influxdb.start(server.root, port=port)
             have = {k for k in written(server, "own") if k[1] // 1000 == invocation}

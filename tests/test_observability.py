@@ -209,7 +209,7 @@ def test_retry_logs_each_retry_and_the_give_up(sink_env, caplog, monkeypatch):
     with caplog.at_level("INFO"):
         response = app.lambda_handler(json_event([{"v": 1}, {"v": 2}], topic="t"), _Countdown(2000))
     assert len(response["batchItemFailures"]) == 2
-    writes = [r for r in caplog.records if r.name == "handler.influx"]
+    writes = [r for r in caplog.records if r.name == "handler.write.schedule"]
     retries, give_up = writes[:-1], writes[-1]
     assert len(retries) >= 2
     assert [r.attempt for r in retries] == list(range(1, len(retries) + 1))
@@ -226,6 +226,6 @@ def test_retry_gives_up_at_once_on_an_error_not_worth_retrying(sink_env, caplog,
     with caplog.at_level("INFO"):
         response = app.lambda_handler(json_event([{"v": 1}], topic="t"), _Countdown(10_000))
     assert len(response["batchItemFailures"]) == 1
-    writes = [r for r in caplog.records if r.name == "handler.influx"]
+    writes = [r for r in caplog.records if r.name == "handler.write.schedule"]
     assert len(writes) == 1 and writes[0].attempt == 1
     assert writes[0].give_up == "the error is not retryable" and "404" in writes[0].reason

@@ -54,7 +54,7 @@ def watch(rt: Runtime, hold_at: int | None = None) -> list[int]:
     mapped = [0]
     seen: list[int] = []
     sent = threading.Event()
-    lines, post = rt.plan.lines, rt.writer.target.post
+    lines, post = rt.plan.lines, rt.writer.protocol.target.post
 
     def counting_lines(record: Any) -> Any:
         mapped[0] += 1
@@ -68,7 +68,7 @@ def watch(rt: Runtime, hold_at: int | None = None) -> list[int]:
         return post(*args, **kw)
 
     rt.plan.lines = counting_lines  # type: ignore[method-assign]
-    rt.writer.target.post = watching_post  # type: ignore[method-assign]
+    rt.writer.protocol.target.post = watching_post  # type: ignore[method-assign]
     return seen
 
 
@@ -135,6 +135,6 @@ def test_an_unexpected_error_on_the_writer_thread_reaches_the_caller(influx, db)
     def post(*args: Any, **kw: Any) -> Any:
         raise Boom("writer thread failed")
 
-    rt.writer.target.post = post  # type: ignore[method-assign]
+    rt.writer.protocol.target.post = post  # type: ignore[method-assign]
     with pytest.raises(Boom):
         run_batch(parse_event(build_event(BATCH)), rt.plan, rt.writer, "NOOP")

@@ -17,7 +17,9 @@ import pytest
 
 from handler import app
 from handler.errors import BatchFailed
-from handler.influx import HttpTarget, V1Writer
+from handler.write.protocol import V1Protocol
+from handler.write.schedule import Writer
+from handler.write.transport import HttpTarget
 from tests.conftest import json_event, query_points
 
 pytestmark = pytest.mark.influx
@@ -41,8 +43,9 @@ def test_unknown_retention_policy_is_a_clear_error(sink_env, db):
 
 def test_consistency_level_reaches_influx(influx, db):
     for level, ok in (("QUORUM", True), ("any", True), ("bogus", False)):
-        writer = V1Writer(HttpTarget(influx.url), db=db, consistency=level)
-        report = writer.write(["m v=1i 1"])
+        session = Writer(V1Protocol(HttpTarget(influx.url), db=db, consistency=level)).session(["m v=1i 1"])
+        session.flush()
+        report = session.wait()
         assert (report.error is None) == ok, (level, report.error)
         if not ok:
             assert report.error is not None and "invalid consistency level" in report.error.reason

@@ -1,0 +1,14 @@
+"""The write stage, in three layers that each own one thing.
+
+- ``transport``: getting bytes to the server and its answer back — connections, TLS, timeouts
+  cut short by the invocation's deadline, credentials (Basic auth, tokens, the URL's user info).
+- ``protocol``: what a request means for each InfluxDB version (1.x ``/write``; 2.x, Cloud and 3.x
+  ``/api/v2/write``), the request body, and what an answer means: stored, some points refused
+  (the request is split until each refused point stands alone), or a batch error.
+- ``schedule``: when requests go out — chunks of ``batch.lines`` lines, the writer thread that
+  overlaps them with the mapping, retries with backoff until the deadline.
+
+Which records a refused point or a batch error holds back is the error policy's call, made in
+``handler.delivery``: the writer only reports which lines were refused and from where nothing was
+written. Nothing here imports the settings: ``handler.runtime`` builds the writer from them.
+"""

@@ -1,0 +1,231 @@
+"""Scheduling: when a batch's write requests go out.
+
+A ``WriteSession`` holds one batch's writes. The delivery stage appends lines to the session's
+list as it maps records and calls ``offer``; every full chunk of ``chunk_lines`` lines then goes
+out, in order. With ``overlap`` the chunks are written on a thread of their own (one request at a
+time on the writer's one connection) while the next chunk is being mapped; without it (THROW,
+where nothing may be written until every record has mapped) they are written on the caller's
+thread when it calls ``flush``. A request body is built on the caller's thread, next to the
+mapping, so the writer thread only waits for InfluxDB.
+
+A chunk that hits a retryable batch error is retried, when ``retries`` is set, with backoff
+(``retry_interval`` doubled each time up to a minute, ``Retry-After`` honoured) while the deadline
+allows; otherwise the first batch error ends the session (``failed``): later chunks are not sent,
+and ``report.unwritten_from`` says from which line on nothing was written. Refused credentials are
+refreshed once per session (``Writer.refresh_credentials``: Parameter Store) and the request resent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from handler.errors import WriteError
+from handler.write.protocol import LineProtocolWriter, refused_credentials, request_body, send_lines
+
+log = logging.getLogger(__name__)
+
+# Which of lines ``start..end`` still go out, given the lines refused so far (None: all of them).
+# The delivery stage's error policy decides; it is called on the thread that writes.
+Select = Callable[[int, int, Mapping[int, str]], list[int] | None]
+
+
+@dataclass
+class WriteReport:
+    """What happened to a session's lines (indexes into its list)."""
+
+    rejected: dict[int, str] = field(default_factory=dict)  # line index → server's reason
+    unwritten_from: int | None = None  # first line not written because of ``error`` (None: all tried)
+    error: WriteError | None = None
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0  # time spent writing (requests and the waits between retries)
+
+
+class Writer:
+    """A protocol and the chunk size its sessions write in; kept warm across invocations."""
+
+    def __init__(self, protocol: LineProtocolWriter, *, chunk_lines: int = 5000) -> None:
+        self.protocol = protocol
+        self.chunk_lines = max(1, chunk_lines)
+        # Called once per session on refused credentials; True when it installed new ones.
+        self.refresh_credentials: Callable[[], bool] | None = None
+
+    def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
+        """Install new credentials (a rotated password or token)."""
+        self.protocol.set_credentials(username, password, token)
+
+    def close(self) -> None:
+        self.protocol.close()
+
+    def session(self, lines: Sequence[str], *, deadline: float | None = None, retry_interval: float = 1.0,
+                retries: bool = False, select: Select | None = None, overlap: bool = False,
+                sleep: Callable[[float], None] = time.sleep) -> WriteSession:
+        """One batch's writes of ``lines`` (a list the caller may keep appending to)."""
+        return WriteSession(self, lines, deadline=deadline, retry_interval=retry_interval, retries=retries,
+                            select=select, overlap=overlap, sleep=sleep)
+
+
+class WriteSession:
+    """One batch's writes, chunk after chunk, in order (see the module's docstring for the rules).
+
+    ``lines`` may grow while the session runs; lines already offered never change.
+    """
+
+    def __init__(self, writer: Writer, lines: Sequence[str], *, deadline: float | None, retry_interval: float,
+                 retries: bool, select: Select | None, overlap: bool, sleep: Callable[[float], None]) -> None:
+        self.writer = writer
+        self.lines = lines
+        self.chunk = writer.chunk_lines
+        self.deadline = deadline
+        self.retry_interval = retry_interval
+        self.retries = retries
+        self.select = select
+        self.overlap = overlap
+        self.sleep = sleep
+        self.report = WriteReport()
+        self._handed = 0  # lines handed on to be written so far
+        self._thread: _WriterThread | None = None
+        self._refreshed = False
+
+    @property
+    def failed(self) -> bool:
+        return self.report.error is not None
+
+    def room(self) -> int:
+        """How many more lines fill the next chunk."""
+        return self.chunk - (len(self.lines) - self._handed)
+
+    def offer(self) -> None:
+        """Hand on every full chunk of the lines appended so far."""
+        lines, chunk = self.lines, self.chunk
+        while len(lines) - self._handed >= chunk and not self.failed:
+            self._hand(self._handed, self._handed + chunk, thread=self.overlap)
+
+    def flush(self) -> None:
+        """Hand on the rest, a last short chunk included. On the caller's thread unless the writer
+        thread already runs: a batch of one chunk needs none."""
+        self.offer()
+        if self._handed < len(self.lines) and not self.failed:
+            self._hand(self._handed, len(self.lines), thread=self._thread is not None)
+
+    def wait(self) -> WriteReport:
+        """Wait for every chunk handed on; re-raise here what the writer thread raised unexpectedly."""
+        if self._thread is not None:
+            self._thread.finish()
+        return self.report
+
+    def _hand(self, start: int, end: int, thread: bool) -> None:
+        body = request_body(self.lines[start:end])
+        self._handed = end
+        if not thread:
+            self.write_chunk(start, end, body)
+            return
+        if self._thread is None:
+            self._thread = _WriterThread(self)
+        self._thread.submit(start, end, body)
+
+    def write_chunk(self, start: int, end: int, body: bytes | None = None) -> None:
+        """Write lines ``start..end`` now (``body``: those lines as a request body, if built)."""
+        if self.failed:
+            return
+        t0 = time.perf_counter()
+        try:
+            self._write_chunk(start, end, body)
+        finally:
+            self.report.seconds += time.perf_counter() - t0
+
+    def _write_chunk(self, start: int, end: int, body: bytes | None) -> None:
+        report = self.report
+        idxs = self.select(start, end, report.rejected) if self.select is not None else None
+        if idxs is None:
+            idxs = list(range(start, end))
+        else:
+            body = None  # not the whole chunk any more
+        delay = self.retry_interval
+        attempt = 0
+        protocol = self.writer.protocol
+        while idxs:
+            attempt += 1
+            try:
+                send_lines(protocol, self.lines, idxs, report, self.deadline, body)
+                return
+            except WriteError as err:
+                if self._refresh(err):
+                    attempt -= 1  # the same attempt, with new credentials
+                    continue
+                now = time.monotonic()
+                wait = err.retry_after if err.retry_after is not None else delay
+                if not (self.retries and err.retryable) or (self.deadline is not None and now + wait >= self.deadline):
+                    if self.retries:
+                        self._log_give_up(err, attempt, wait, now, len(idxs))
+                    report.error = err
+                    report.unwritten_from = idxs[0]
+                    return
+                report.retries += 1
+                log.warning("write of %d line(s) failed (attempt %d): %s; retrying in %.1fs", len(idxs), attempt,
+                            err.reason, wait, extra={"attempt": attempt, "reason": err.reason,
+                                                     "wait_s": round(wait, 3), "lines": len(idxs)})
+                self.sleep(wait)
+                delay = min(delay * 2, 60.0)
+
+    def _refresh(self, err: WriteError) -> bool:
+        """Refused credentials, the first time in this session: True when new ones were installed."""
+        refresh = self.writer.refresh_credentials
+        if refresh is None or self._refreshed or not refused_credentials(err):
+            return False
+        self._refreshed = True
+        return refresh()
+
+    def _log_give_up(self, err: WriteError, attempt: int, wait: float, now: float, lines: int) -> None:
+        """Why retrying stops here: the error is not worth retrying, or the next attempt would start
+        after the deadline (the records are then reported for redelivery)."""
+        if not err.retryable:
+            why = "the error is not retryable"
+        else:
+            left = max(0.0, (self.deadline or now) - now)
+            why = f"the next attempt, in {wait:.1f}s, would start after the invocation's deadline ({left:.1f}s left)"
+        log.error("write of %d line(s) failed (attempt %d): %s; giving up: %s", lines, attempt, err.reason, why,
+                  extra={"attempt": attempt, "reason": err.reason, "give_up": why, "lines": lines})
+
+
+class _WriterThread:
+    """Writes a session's chunks on a thread of its own, in the order submitted.
+
+    ``submit`` never waits: the caller keeps mapping at full speed even while the writer sleeps
+    before a retry, so a batch error under retries still ends at the deadline, as without the
+    thread (a bounded queue would hold the mapping back until the writer gave up, and the rest of
+    the batch would then be mapped after the deadline). What waits in the queue is at most the
+    batch's request bodies, about the size of its line protocol. After a batch error the session is
+    ``failed`` and what is still queued is dropped. ``finish`` waits for the writes and re-raises,
+    on the caller's thread, anything unexpected the writer thread raised.
+    """
+
+    def __init__(self, session: WriteSession) -> None:
+        self.session = session
+        self._queue: queue.SimpleQueue[tuple[int, int, bytes] | None] = queue.SimpleQueue()
+        self._raised: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="influx-sink-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, start: int, end: int, body: bytes) -> None:
+        self._queue.put((start, end, body))
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._raised is not None:
+            raise self._raised
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._raised is not None:
+                continue  # drop the rest: finish() re-raises
+            try:
+                self.session.write_chunk(*item)
+            except BaseException as err:
+                self._raised = err
