@@ -338,18 +338,19 @@ def patched_environ(overrides: Mapping[str, str | None]) -> Iterator[None]:
     """Apply env.json over os.environ (None unsets), restoring it afterwards (in-process callers)."""
     saved = {k: os.environ.get(k) for k in overrides}
     try:
-        for k, v in overrides.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(overrides)
         yield
     finally:
-        for k, old in saved.items():
-            if old is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = old
+        _set_environ(saved)
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set each variable to its value; None unsets it."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def run_invoke(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from influx_sink_tools.local_process import free_port
+from influx_sink_tools.local_process import free_port, terminate
 
 
 class MotoStartError(RuntimeError):
@@ -30,13 +30,7 @@ class MotoServer:
     proc: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def start(log_path: str | None = None, timeout: float = 30.0) -> MotoServer:

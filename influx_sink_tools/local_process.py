@@ -224,6 +224,17 @@ def launch(argv: list[str], root: str, name: str, *, temporary_dir: bool) -> sub
     return proc
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """End a child of ours: SIGTERM, then SIGKILL if it is still there after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ServerProcess:
     """Mixin for a dataclass with ``root``, ``pid``, ``proc`` and ``temporary``: stop (SIGTERM) and
     kill (SIGKILL, as a crash). ``pid_name`` is the base name of its pid and log files."""
@@ -243,13 +254,7 @@ class ServerProcess:
         if self.proc is None:  # not our child: only the pid file can say whether the pid is still it
             stop_pidfile(self.pidfile)
             return
-        if self.proc.poll() is None:  # our child, not yet reaped: its pid cannot have been reused
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)  # our child, not yet reaped: its pid cannot have been reused
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.pidfile)
         if self.temporary:
