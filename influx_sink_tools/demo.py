@@ -1,17 +1,17 @@
-"""The README's main job: the seed's quickstart, end to end, on this machine.
+"""The README's main job: the Kafka Connect InfluxDB quickstart, end to end, on this machine.
 
-What the seed's quickstart does with Kafka Connect, done here with the handler:
+What that quickstart does with Kafka Connect, done here with the handler:
 
 1. a throw-away InfluxDB 1.x (``influx_sink_tools.local_influxdb``) with the database ``mydb``;
-2. a local schema registry (``influx_sink_tools.local_registry``) in which the seed's ``User`` schema is
+2. a local schema registry (``influx_sink_tools.local_registry``) in which the ``User`` schema is
    registered under ``influx-topic-value``, as ``kafka-avro-console-producer`` does;
-3. the seed's record (the JSON line it pastes into the producer) encoded as Avro with that
+3. the quickstart's record (the JSON line typed into the producer) encoded as Avro with that
    schema and framed as the producer frames it (magic byte 0, the schema id, the Avro body), in
    a Kafka event of the MSK event source;
-4. ``lambda_handler`` on that event with the seed's settings (``connect.influx.kcql``,
+4. ``lambda_handler`` on that event with the quickstart's settings (``connect.influx.kcql``,
    ``connect.influx.url``, ``connect.influx.db``, plus the registry's URL);
 5. ``select * from influxMeasure`` printed as the influx shell prints it. Avro ``float`` is 32
-   bits, so latitude -49.817964 is stored as -49.817962646484375, as in the seed's output.
+   bits, so latitude -49.817964 is stored as -49.817962646484375, as the influx shell shows it.
 
 Everything listens on 127.0.0.1 only and is stopped at the end. ``--dry-run`` starts nothing and
 contacts nothing: it prints the line protocol of the same record, decoded with the schema file
@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TOPIC = "influx-topic"
 KCQL = "INSERT INTO influxMeasure SELECT * FROM influx-topic WITHTIMESTAMP sys_time()"
-SCHEMA_FILE = ROOT / "events" / "schemas" / "user.avsc"  # the seed's User schema
-# The line the seed pastes into kafka-avro-console-producer, as it is.
+SCHEMA_FILE = ROOT / "events" / "schemas" / "user.avsc"  # the quickstart's User schema
+# The line typed into kafka-avro-console-producer, as it is.
 RECORD_LINE = '{"company": "DataMountaineer","address": "MontainTop","latitude": -49.817964,"longitude": -141.645812}'
 
 
 def avro_event(schema_id: int, schema: dict[str, Any]) -> dict[str, Any]:
-    """The MSK event holding the seed's record, framed as the Avro console producer frames it."""
+    """The MSK event holding the quickstart's record, framed as the Avro console producer frames it."""
     from influx_sink_tools.eventgen import Rec, build_event
     from influx_sink_tools.framing import confluent_frame, encode
 
@@ -78,7 +78,7 @@ def main() -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF lines in the demo's output
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     for name in [k for k in os.environ if k.startswith("CONNECT_")]:
-        del os.environ[name]  # the seed's settings only, whatever the shell has
+        del os.environ[name]  # the quickstart's settings only, whatever the shell has
     os.environ["CONNECT_INFLUX_KCQL"] = KCQL
     schema_text = SCHEMA_FILE.read_text(encoding="utf-8")
     schema = json.loads(schema_text)

@@ -1,8 +1,8 @@
 """The README's main command (scripts/demo) and the same job through Kafka (scripts/demo-kafka).
 
-``scripts/demo`` starts its own InfluxDB and schema registry, registers the seed's Avro ``User``
-schema, runs the handler on the seed's record in Confluent framing and prints
-``select * from influxMeasure`` as the influx shell does: the seed's values, Avro floats as
+``scripts/demo`` starts its own InfluxDB and schema registry, registers the quickstart's Avro ``User``
+schema, runs the handler on the quickstart's record in Confluent framing and prints
+``select * from influxMeasure`` as the influx shell does: the record's values, Avro floats as
 InfluxDB stores them. ``scripts/demo-kafka`` produces the same record to a real broker and
 consumes it with ``influx-sink consume --until-idle``. Both stop what they started.
 """
@@ -30,7 +30,7 @@ def test_demo_kafka_shows_the_seed_record():
     assert table[1] == "name: influxMeasure"
     assert table[3].split() == ["time", "address", "company", "latitude", "longitude"]
     (row,) = [line.split() for line in table[4:] if line.strip()]
-    # The seed's row: Avro floats as InfluxDB stores them, time from sys_time().
+    # The quickstart's row: Avro floats as InfluxDB stores them, time from sys_time().
     assert row[1:] == ["MontainTop", "DataMountaineer", "-49.817962646484375", "-141.64581298828125"]
     assert int(row[0]) > 0
     assert "stopped: 1 record(s) written or handled" in result.stderr
@@ -51,7 +51,7 @@ def test_demo_prints_the_seed_quickstart_table(tmp_path: Path):
     assert "User registered under influx-topic-value, id 1" in out
     assert 'handler response: {"batchItemFailures": []}' in out
     table = out[out.index("> select * from influxMeasure;"):].splitlines()
-    # The influx shell's layout (tab stops of 8), as in the seed's output.
+    # The influx shell's layout (tab stops of 8), as the influx shell lays it out.
     assert table[1:4] == ["name: influxMeasure", "-------------------",
                           "time\t\t\taddress\t\tcompany\t\tlatitude\t\tlongitude"]
     (row,) = [line.split("\t") for line in table[4:] if line.strip()]

@@ -1,4 +1,4 @@
-"""Acceptance 2 of issue 7: InfluxDB stopped for several seconds mid-stream, then started again.
+"""InfluxDB stopped for several seconds mid-stream, then started again.
 
 The runner keeps consuming while InfluxDB is down; failed attempts are sought back and retried
 with backoff, offsets are committed only past written records, and once the server is back (same
