@@ -7,9 +7,6 @@ raw until a KCQL statement asks for them, so an unused odd key never fails a rec
 from __future__ import annotations
 
 import binascii
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, overload
 
 from handler.errors import RecordError
@@ -198,32 +195,11 @@ def base64_bytes(text: str | None, what: str) -> bytes | None:
         raise not_base64(text, what, err) from None
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Hold the cyclic garbage collector while a batch is parsed or mapped.
-
-    A batch's objects form no reference cycles (they die by reference counting), so the young-
-    generation collections its ~10,000 new objects trigger find nothing, yet they cost ~4 % of a
-    warm 10,000-record batch (bench/RESULTS.md). Collection resumes when the block ends; nested
-    use keeps the outer state.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def parse_event(event: Any) -> list[KafkaRecord]:
-    """Flatten ``records`` (keyed ``topic-partition``) into one list, keeping event order."""
-    with gc_paused():
-        return _parse_event(event)
+    """Flatten ``records`` (keyed ``topic-partition``) into one list, keeping event order.
 
-
-def _parse_event(event: Any) -> list[KafkaRecord]:
+    Its ~10,000 new objects trigger young-generation collections that find nothing: the caller
+    that holds the batch runs this inside ``delivery.gc_paused``, as it runs the mapping."""
     if not isinstance(event, dict) or not isinstance(event.get("records"), dict):
         raise EventError("the event has no 'records' object: is this a Kafka event source event?")
     source = event.get("eventSource")
@@ -252,7 +228,7 @@ def _parse_event(event: Any) -> list[KafkaRecord]:
 
 
 def _checked(group: Any, items: list[Any]) -> list[KafkaRecord]:
-    """The slow path of ``_parse_event`` for a group with an odd entry: each entry's coordinates
+    """The slow path of ``parse_event`` for a group with an odd entry: each entry's coordinates
     checked, an EventError naming the first one that cannot be used, in plain words."""
     out = []
     for i, item in enumerate(items):

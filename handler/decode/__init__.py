@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from handler.errors import ConfigError, RecordError, env_name
-from handler.records import KafkaRecord, base64_bytes, describe
+from handler.records import KafkaRecord, describe
 
 if TYPE_CHECKING:
     from handler.decode.avro import Schema
@@ -135,11 +135,11 @@ class Decoder:
 
     def value(self, record: KafkaRecord) -> Any:
         """The decoded value, or None for a tombstone."""
-        data = base64_bytes(record.value_b64, "value")  # KafkaRecord.value_bytes without its call
+        data = record.value_bytes()
         if data is None:
             return None
         if self._plain_json_value and record.value_schema is None and data[:1] not in _FRAMED:
-            return _json_document(data, "value", True)  # what ``decode`` gives, without its branches
+            return _json_document(data, "value", True)  # what ``decode`` gives for it
         return self.decode(data, self.value_kind, "value", record.value_schema, self.value_schema)
 
     def key(self, record: KafkaRecord) -> Any:
