@@ -82,21 +82,28 @@ def _no_wait(err: NoTimeLeft | WaitTimedOut) -> WriteError:
     return WriteError(str(err), retryable=not isinstance(err, NoTimeLeft))
 
 
-class HttpTarget:
+class _Endpoint:
+    """Where the server is and how long each wait for it may take; ``peer`` names it in messages."""
+
+    def __init__(self, url: str, connect_timeout: float, read_timeout: float, gzip: bool) -> None:
+        parts = split_url(url)
+        self.scheme = parts.scheme
+        self.host: str = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.base_path = parts.path.rstrip("/")
+        self.peer = f"InfluxDB at {self.host}:{self.port}"
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.gzip = gzip
+
+
+class HttpTarget(_Endpoint):
     """One kept-alive HTTP(S) connection with separate connect and read timeouts, both cut short
     by the deadline when it is nearer; bodies are gzipped on the way when asked."""
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  verify: bool = True, ca_bundle: str | None = None, gzip: bool = False) -> None:
-        parts = split_url(url)
-        self.scheme = parts.scheme
-        self.host: str = parts.hostname or ""
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.peer = f"InfluxDB at {self.host}:{self.port}"
-        self.base_path = parts.path.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.gzip = gzip
+        super().__init__(url, connect_timeout, read_timeout, gzip)
         self._ssl: ssl.SSLContext | None = None
         if self.scheme == "https":
             self._ssl = ssl.create_default_context(cafile=ca_bundle)
@@ -178,7 +185,7 @@ class HttpTarget:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-class ClientTarget:
+class ClientTarget(_Endpoint):
     """influxdb-client's write service for ``/api/v2/write``, within the connect and read limits.
 
     The client is built on the first write and kept; every transport error closes it, so the
@@ -188,17 +195,12 @@ class ClientTarget:
     def __init__(self, url: str, *, token: str | None = None, connect_timeout: float = 5.0,
                  read_timeout: float = 30.0, verify: bool = True, ca_bundle: str | None = None,
                  gzip: bool = False) -> None:
-        parts = split_url(url)
+        super().__init__(url, connect_timeout, read_timeout, gzip)
         self.url = url
-        self.host: str = parts.hostname or ""
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.peer = f"InfluxDB at {mask_url(url)}"  # a URL may carry user:password
+        self.peer = f"InfluxDB at {mask_url(url)}"  # the client is given the whole URL, path included
         self.token = token
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
         self.verify = verify
         self.ca_bundle = ca_bundle
-        self.gzip = gzip
         self._client: Any = None
         self._service: Any = None
 
