@@ -148,21 +148,22 @@ def first_failures(response: Any, batch: Sequence[Any]) -> dict[TP, int] | None:
     if not items:
         return {}
     present = {(m.topic, m.partition, m.offset) for m in batch}
-    first: dict[TP, int] = {}
+    named: list[tuple[str, int, int]] = []
     for item in items:
         ident = item.get("itemIdentifier") if isinstance(item, dict) else None
         if not isinstance(ident, dict):
             return None
         topic, _, part = str(ident.get("partition", "")).rpartition("-")
         try:
-            tp, offset = (topic, int(part)), int(ident.get("offset"))  # type: ignore[arg-type]
+            coordinates = (topic, int(part), int(ident.get("offset")))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return None
-        if (tp[0], tp[1], offset) not in present:
+        if coordinates not in present:
             return None
-        if tp not in first or offset < first[tp]:
-            first[tp] = offset
-    return first
+        named.append(coordinates)
+    from handler.delivery import first_failed_offsets  # the same rule the handler answers by; loaded with it
+
+    return first_failed_offsets(named)
 
 
 def _by_partition(batch: Sequence[Any]) -> dict[TP, list[Any]]:

@@ -31,14 +31,15 @@ PROG = "python -m influx_sink_tools.framing"
 
 def confluent_frame(schema_id: int, body: bytes) -> bytes:
     """``body`` behind Confluent's wire header: magic byte, then the schema id as 4 big-endian bytes."""
-    from handler.decode.avro import CONFLUENT_MAGIC
+    from handler.decode import CONFLUENT_MAGIC
 
     return bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big") + body
 
 
 def glue_frame(version_id: str, body: bytes, compress: bool = False) -> bytes:
     """``body`` behind AWS Glue's header: magic byte, compression byte, the schema version's 16 UUID bytes."""
-    from handler.decode.avro import GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB, GLUE_MAGIC
+    from handler.decode import GLUE_MAGIC
+    from handler.decode.avro import GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB
 
     comp = GLUE_COMPRESSION_ZLIB if compress else GLUE_COMPRESSION_NONE
     return bytes([GLUE_MAGIC, comp]) + uuid.UUID(version_id).bytes + (zlib.compress(body) if compress else body)
