@@ -1,7 +1,4 @@
-"""The write layer's old module name, for code not yet moved to ``handler.write``.
-
-# transition shim: removed when the redesign lands
-"""
+"""The write layer's old module name, for code not yet moved to ``handler.write``."""
 
 # transition shim: removed when the redesign lands
 
