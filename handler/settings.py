@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from handler.decode import PayloadKind
 from handler.errors import ConfigError, ErrorPolicy, env_name
 from handler.redact import mask_url
+from handler.topics import KEY as TOPICS_KEY
+from handler.topics import parse_topics, unread_topics, unread_topics_message
 
 if TYPE_CHECKING:  # only for annotations: importing kcql pulls in pyparsing
     from kcql import Statement
@@ -119,8 +121,6 @@ def _text(text: str) -> str:
 
 
 def _topics(text: str) -> tuple[str, ...]:
-    from handler.topics import parse_topics
-
     return tuple(parse_topics(text))
 
 
@@ -211,7 +211,7 @@ class Settings:
     key_avro_schema: str | None = _setting("connect.influx.key.avro.schema", _text,
                                            "Avro schema for unframed keys: inline JSON or a file path")
     topics: tuple[str, ...] | None = _setting(
-        "connect.influx.topics", _topics,
+        TOPICS_KEY, _topics,
         "the topics the event source delivers, comma-separated (set by the SAM template); each must be read "
         "by a KCQL statement")
     sources: Mapping[str, Source] = field(default_factory=dict, repr=False)  # key → where its value came from
@@ -315,8 +315,6 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
         except KcqlError as err:
             problems.append(f"connect.influx.kcql (CONNECT_INFLUX_KCQL) is not valid KCQL:\n{err}")
         else:
-            from handler.topics import unread_topics, unread_topics_message
-
             unread = unread_topics(values.get("topics") or (), values["statements"])
             if unread:
                 problems.append(unread_topics_message(unread, values["statements"]))

@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from handler.errors import env_name
+
 if TYPE_CHECKING:  # only for annotations: importing kcql pulls in pyparsing
     from kcql import Statement
 
 KEY = "connect.influx.topics"
-ENV = "CONNECT_INFLUX_TOPICS"
+ENV = env_name(KEY)
 
 
 def parse_topics(value: str) -> list[str]:
