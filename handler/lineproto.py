@@ -1,4 +1,8 @@
-"""Encode stage: Point → one line of InfluxDB line protocol.
+"""Line protocol: the one place where names are escaped and values, tags and times are written.
+
+The mapping stage (``handler.mapping``) decides *which* values a record's line holds; this
+module decides how each one is written and what InfluxDB can store: field values (``field_writer``),
+tag values (``tag_text``, ``tag_pair``), names (``escape_*``) and times (``timestamp_reader``).
 
 Hand-written rather than influxdb-client's ``Point``: it is several times faster on a large
 batch, and it enforces what the library does not: no name or value from a record may end a
@@ -41,18 +45,20 @@ Each name is checked and escaped once and cached: the same names recur on every 
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
 import re
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any, NamedTuple, Protocol
 
 from handler.errors import RecordError
+from handler.records import MISSING
 
 
 class Point(NamedTuple):
-    """One InfluxDB point. ``tags`` is sorted by key; field values are bool/int/float/str.
-
-    Also importable from ``handler.mapping`` (``Plan.points`` builds them); defined here so
-    that the mapping stage can use this module's escaping without an import cycle.
-    """
+    """One InfluxDB point as values (``tags`` sorted by key; field values bool/int/float/str),
+    for code that builds points itself; ``encode`` writes its line."""
 
     measurement: str
     tags: list[tuple[str, str]]
@@ -76,7 +82,7 @@ _CACHE_LIMIT = 50_000
 _meas_cache: dict[str, str] = {}
 _tag_cache: dict[str, str] = {}
 _field_key_cache: dict[str, str] = {}
-FIELD_KEY_EQ: dict[str, str] = {}  # field key → its escaped text followed by "=" (the fused path's look-up)
+FIELD_KEY_EQ: dict[str, str] = {}  # field key → its escaped text followed by "="
 
 
 def _describe(match: re.Match[str]) -> str:
@@ -138,20 +144,127 @@ def escape_field_key(text: str) -> str:
     return out
 
 
+
+# ---------------------------------------------------------------- values
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# InfluxDB stores times from 1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z.
+TIME_MIN_NS, TIME_MAX_NS = -9223372036854775806, 9223372036854775806
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_ONE_US = _dt.timedelta(microseconds=1)
+_ISO_RE = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|z|[+-]\d{2}(?::?\d{2})?)$")
+_DIGITS_RE = re.compile(r"[+-]?\d+$")
+# More significant digits than this cannot be a time InfluxDB stores, in any unit (int64 ns has 19).
+_MAX_TIME_DIGITS = 19
+
+
+def shown(value: Any) -> str:
+    """A value for a message: a huge integer or text is cut, never printed whole."""
+    if type(value) is int and value.bit_length() > 128:  # more than ~38 digits
+        digits = len(str(abs(value))) if value.bit_length() < 14_000 else None
+        return f"{str(value)[:20]}... ({digits} digits)" if digits else "an integer of thousands of digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class Counts(Protocol):
+    """Where a ``field_writer`` counts the values it leaves out on purpose."""
+
+    non_finite: int
+
+
+# What a ``field_writer`` does with a value that is not one of the four field types: the caller's
+# rule (flatten an object, convert a date, refuse bytes) puts what it becomes into ``out``.
+Other = Callable[[list[str], str, Any], None]
+
+
+# Appends fields, (name, value) pairs, to a line's list of ``key=value`` texts.
+PutFields = Callable[[list[str], Iterable[tuple[str, Any]]], None]
+
+
+def field_writer(known: dict[str, str], learn: Callable[[str], str], other: Other, counts: Counts) -> PutFields:
+    """The function that appends fields to ``out`` as ``key=value`` texts: the one place field
+    values are written as line protocol and checked against what InfluxDB stores.
+
+    ``known`` maps a name to its escaped ``key=`` text, or to "" for a name left out; ``learn``
+    is asked for a name not in it. A null is no field; a float that is not finite is left out and
+    counted; an integer outside int64 fails the record. This loop runs for every field of every
+    record, so the four types are told apart by ``type(v) is`` and the rest go to ``other``.
+    Names may repeat in ``out`` (an object flattened next to a field of the same name):
+    ``unique_fields`` keeps the last value of each at its first place.
+    """
+    get = known.get
+
+    def put(out: list[str], items: Iterable[tuple[str, Any]]) -> None:
+        for k, v in items:
+            ke = get(k)
+            if ke is None:
+                ke = learn(k)
+            if not ke:
+                continue
+            t = type(v)
+            if t is float:
+                if v - v == 0.0:  # finite: inf - inf and nan - nan are nan
+                    out.append(ke + repr(v))
+                else:
+                    counts.non_finite += 1
+            elif t is str:
+                if "\\" in v or '"' in v:
+                    v = v.replace("\\", "\\\\").replace('"', '\\"')
+                out.append(f'{ke}"{v}"')
+            elif t is int:
+                if not INT64_MIN <= v <= INT64_MAX:
+                    raise RecordError(f"field {k!r}: integer {shown(v)} is outside int64")
+                out.append(f"{ke}{v}i")
+            elif t is bool:
+                out.append(ke + ("true" if v else "false"))
+            elif v is not None:
+                other(out, k, v)
+
+    return put
+
+
+def _key_end(text: str) -> int:
+    """Where the escaped key of a ``key=value`` text ends: its first ``=`` after an even run of
+    backslashes (an escaped ``=`` in a key follows an odd run)."""
+    i = text.find("=")
+    while i > 0:
+        run = 0
+        while run < i and text[i - 1 - run] == "\\":
+            run += 1
+        if run % 2 == 0:
+            return i
+        i = text.find("=", i + 1)
+    return i
+
+
+def unique_fields(out: list[str]) -> list[str]:
+    """``out`` with one text per field key: a later value of a key replaces the earlier one at
+    its place, as a dict does (InfluxDB would keep either, unpredictably)."""
+    by_key: dict[str, str] = {}
+    for text in out:
+        by_key[text[:_key_end(text)]] = text
+    return list(by_key.values())
+
+
+class _NoCounts:
+    non_finite = 0
+
+
+def _refuse(out: list[str], name: str, value: Any) -> None:
+    raise RecordError(f"cannot encode a {type(value).__name__} field", "encode")
+
+
+
+
 def field_value(value: Any) -> str:
     """A field value: ``1.5``, ``12i``, ``true`` or a quoted string (``\\`` and ``"`` escaped)."""
-    t = type(value)
-    if t is float:
-        return repr(value)
-    if t is int:
-        return f"{value}i"
-    if t is str:
-        if "\\" in value or '"' in value:
-            value = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{value}"'
-    if t is bool:
-        return "true" if value else "false"
-    raise RecordError(f"cannot encode a {t.__name__} field", "encode")  # mapping never yields one
+    out: list[str] = []
+    _put_value(out, (("", value),))
+    if not out:  # a null, or a float that is not finite
+        _refuse(out, "", value)
+    return out[0][1:]
 
 
 def field_key_eq(key: str) -> str:
@@ -165,6 +278,28 @@ def field_key_eq(key: str) -> str:
     return out
 
 
+# The field writers of points built in code: names are escaped as met, nothing is counted.
+_put_value = field_writer({"": "="}, field_key_eq, _refuse, _NoCounts())
+_put_fields = field_writer(FIELD_KEY_EQ, field_key_eq, _refuse, _NoCounts())
+
+
+def tag_text(value: Any) -> str | None:
+    """A tag value as text: None (tag left out) for missing, null or empty values. Anything but
+    text, a bool, a number or a date is refused: a tag is one name, not a structure."""
+    t = type(value)
+    if t is str:
+        return value or None
+    if value is None or value is MISSING:
+        return None
+    if t is bool:
+        return "true" if value else "false"
+    if t is int or t is float or isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, _dt.datetime | _dt.date):
+        return value.isoformat()
+    raise RecordError(f"a {type(value).__name__} cannot be a tag value")
+
+
 def tag_pair(key: str, value: str) -> str:
     """``,escaped_key=escaped_value``; RecordError naming the part that cannot be carried."""
     k = _tag_cache.get(key)
@@ -176,25 +311,167 @@ def tag_pair(key: str, value: str) -> str:
     return f",{k}={v}"
 
 
-_tag_pair = tag_pair
-
-
 def fields_text(fields: dict[str, Any]) -> str:
-    """The field set: ``k=v`` pairs joined by commas, in the dict's order."""
-    keq = FIELD_KEY_EQ
-    return ",".join([f"{keq.get(k) or field_key_eq(k)}{field_value(v)}" for k, v in fields.items()])
+    """The field set of bool/int/float/str values: ``k=v`` pairs joined by commas, in order."""
+    out: list[str] = []
+    _put_fields(out, fields.items())
+    return ",".join(out)
 
 
 def encode(point: Point) -> str:
-    """One line, without the trailing newline. Raises RecordError for what cannot be carried.
-
-    The reference encoder: ``Plan.lines`` (the delivery stage's fused path) must give the same
-    text, and falls back to this one to name the exact problem of a record that fails.
-    """
+    """One line, without the trailing newline. Raises RecordError for what cannot be carried."""
     measurement, tags, fields, time_ns = point
     head = _meas_cache.get(measurement)
     if head is None:
         head = escape_measurement(measurement)
     if tags:
-        head += "".join([_tag_pair(k, v) for k, v in tags])
+        head += "".join([tag_pair(k, v) for k, v in tags])
     return f"{head} {fields_text(fields)} {time_ns}"
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+def datetime_ns(value: _dt.datetime) -> int:
+    """An aware datetime → epoch nanoseconds, exactly (a timedelta // a timedelta is an int)."""
+    if value.tzinfo is None:
+        raise RecordError("timestamp has no time zone")
+    return (value - _EPOCH) // _ONE_US * 1000
+
+
+def parse_iso(text: str) -> int:
+    """An ISO-8601 instant with a zone → epoch nanoseconds, keeping all nine fraction digits."""
+    m = _ISO_RE.match(text.strip())
+    if not m:
+        raise RecordError(f"timestamp {shown(text)} is not an ISO-8601 instant with a zone (Z or +hh:mm)")
+    date, clock, frac, zone = m.groups()
+    if len(clock) == 5:
+        clock += ":00"
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    if len(zone) == 3:
+        zone += ":00"
+    elif ":" not in zone:
+        zone = zone[:3] + ":" + zone[3:]
+    try:
+        whole = _dt.datetime.fromisoformat(f"{date}T{clock}{zone}")
+    except ValueError as err:
+        raise RecordError(f"timestamp {text!r}: {err}") from None
+    return datetime_ns(whole) + (int((frac or "0").ljust(9, "0")) if frac else 0)
+
+
+def timestamp_reader(what: str, factor: int, float_factor: int) -> Callable[[Any], int]:
+    """How a statement reads its time: a record's time value → epoch nanoseconds InfluxDB can
+    store, RecordError otherwise; the one reading of times.
+
+    ``what`` is the path as written (for messages). Integers and digit strings count ``factor``
+    nanoseconds (the TIMESTAMPUNIT, milliseconds by default); floats count ``float_factor``
+    (epoch seconds by default), computed exactly from their shortest repr; text that is not
+    digits is an ISO-8601 instant with a zone; datetimes need a zone; a date is its midnight UTC.
+    """
+
+    def read(value: Any) -> int:
+        t = type(value)
+        if t is int:
+            ns = value * factor
+        elif t is float:
+            if not math.isfinite(value):
+                raise RecordError(f"timestamp '{what}' is {value}")
+            # Exact decimal arithmetic on the shortest repr: 1.56937031387e9 s is 1569370313870 ms,
+            # where float arithmetic would give 1569370313869999872 ns.
+            ns = round(Decimal(repr(value)) * float_factor)
+        elif t is str:
+            if _DIGITS_RE.match(value):
+                digits = value.lstrip("+-").lstrip("0")
+                if len(digits) > _MAX_TIME_DIGITS:  # also: int() refuses more than 4300 digits
+                    raise _time_outside(what, value)
+                ns = int(digits or "0") * factor * (-1 if value[0] == "-" else 1)
+            else:
+                ns = parse_iso(value)
+        elif value is MISSING or value is None:
+            raise RecordError(f"timestamp '{what}' is {'missing' if value is MISSING else 'null'}")
+        elif isinstance(value, _dt.datetime):
+            ns = datetime_ns(value)
+        elif isinstance(value, _dt.date):
+            ns = (value - _dt.date(1970, 1, 1)).days * 86_400 * 1_000_000_000
+        elif isinstance(value, Decimal):
+            if not value.is_finite() or value.adjusted() > _MAX_TIME_DIGITS:
+                raise _time_outside(what, value)
+            ns = round(value * factor)
+        else:
+            raise RecordError(f"timestamp '{what}' is a {type(value).__name__}, not a time")
+        if not TIME_MIN_NS <= ns <= TIME_MAX_NS:
+            raise _time_outside(what, value)
+        return ns
+
+    return read
+
+
+def _time_outside(what: str, value: Any) -> RecordError:
+    return RecordError(f"timestamp '{what}' = {shown(value)} is outside what InfluxDB can store "
+                       "(1677-09-21 .. 2262-04-11)")
+
+
+# ---------------------------------------------------------------- reading a line back
+
+
+def _unescape(text: str, escapable: str) -> str:
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n and text[i + 1] in escapable:
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _split(text: str, seps: str, start: int = 0) -> int:
+    """The index of the first separator in ``seps`` that no backslash escapes, from ``start``."""
+    i, n = start, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c in seps:
+            return i
+        i += 1
+    return n
+
+
+def read_line(line: str) -> Point:
+    """A line this module wrote, read back as a point (the values as the sink wrote them).
+
+    transition shim: removed when the redesign lands (callers compare lines)."""
+    end = _split(line, ", ")
+    point_tags: list[tuple[str, str]] = []
+    measurement = _unescape(line[:end], ", ")
+    while line[end] == ",":
+        eq = _split(line, "=", end + 1)
+        stop = _split(line, ", ", eq + 1)
+        point_tags.append((_unescape(line[end + 1:eq], ",= "), _unescape(line[eq + 1:stop], ",= ")))
+        end = stop
+    fields: dict[str, Any] = {}
+    i = end + 1
+    while True:
+        eq = _split(line, "=", i)
+        key = _unescape(line[i:eq], ',= "')
+        i = eq + 1
+        if line[i] == '"':
+            j = i + 1
+            while line[j] != '"':
+                j += 2 if line[j] == "\\" else 1
+            fields[key] = _unescape(line[i + 1:j], '\\"')
+            i = j + 1
+        else:
+            j = _split(line, ", ", i)
+            raw = line[i:j]
+            fields[key] = (int(raw[:-1]) if raw.endswith("i") else raw == "true" if raw in ("true", "false")
+                           else float(raw))
+            i = j
+        if line[i] == " ":
+            break
+        i += 1
+    return Point(measurement, point_tags, fields, int(line[i + 1:]))

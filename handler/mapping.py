@@ -1,22 +1,22 @@
-"""Map stage: KCQL statements compiled once into a plan of closures; records → lines (or points).
+"""Map stage: each KCQL statement compiled once into the function from a decoded record to its line.
 
-``compile_plan(statements)`` resolves every path, name, unit and rule up front, so mapping a
-record is a few dict look-ups and calls: no string dispatch on paths, no parsing in the hot loop.
+``Plan(statements, decoder)`` resolves every path, name, unit and rule of every statement up
+front, so mapping a record is a few dict look-ups and calls: no string dispatch on paths, no
+parsing per record. How each value is written (field values, tag values, names, times) is
+``handler.lineproto``'s; this module decides which values a record's line holds.
+
 A record that cannot be mapped raises ``RecordError`` with the reason (the caller adds the
-record's coordinates).
-
-Two paths give the same result: ``Plan.points(record)`` (the reference: ``Point`` objects, for
-tests and tools, encoded by ``lineproto.encode``) and ``Plan.lines(record)`` (what the delivery
-stage runs: each statement fused into one function from the decoded record to its line; see
-"fused" below).
+record's coordinates). When a record has several problems, the one named is always the same:
+first what the KCQL rules refuse — fields in selection order, a point without fields, tags by
+name, WITHTARGET, the timestamp — for every statement of the topic, and only then what line
+protocol cannot carry — the measurement, tags by name, field keys in field order. So a record
+is refused for its content before it is refused for a name the content happens to produce.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
-import re
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -24,33 +24,30 @@ from typing import Any
 
 from handler.decode import Decoder
 from handler.errors import RecordError
-from handler.lineproto import Point, encode, escape_measurement, field_key_eq, fields_text, tag_pair
+from handler.lineproto import (
+    Other,
+    Point,
+    PutFields,
+    datetime_ns,
+    escape_measurement,
+    field_key_eq,
+    field_writer,
+    shown,
+    tag_pair,
+    tag_text,
+    timestamp_reader,
+    unique_fields,
+)
 from handler.records import MISSING, KafkaRecord
-from kcql import ConstantTag, KcqlError, Path, PathTag, SelectField, Source, Statement, TimeUnit
+from kcql import ConstantTag, KcqlError, Path, SelectField, Source, Statement, TimeUnit
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MISSING", "CompiledStatement", "Context", "Plan", "Point", "Stats", "compile_plan"]
+__all__ = ["MISSING", "CompiledStatement", "Context", "Plan", "Point", "Stats", "describe_compiled"]
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-# InfluxDB stores times from 1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z.
-TIME_MIN_NS, TIME_MAX_NS = -9223372036854775806, 9223372036854775806
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-_ONE_US = _dt.timedelta(microseconds=1)
-_ISO_RE = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?(Z|z|[+-]\d{2}(?::?\d{2})?)$")
-_DIGITS_RE = re.compile(r"[+-]?\d+$")
-# More significant digits than this cannot be a time InfluxDB stores, in any unit (int64 ns has 19).
-_MAX_TIME_DIGITS = 19
-
-
-def _short(value: Any) -> str:
-    """A value for a message: a huge integer or text is cut, never printed whole."""
-    if type(value) is int and value.bit_length() > 128:  # more than ~38 digits
-        digits = len(str(abs(value))) if value.bit_length() < 14_000 else None
-        return f"{str(value)[:20]}... ({digits} digits)" if digits else "an integer of thousands of digits"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+# Per statement: distinct field names (and tag values per tag) whose escaped text is kept.
+_KEY_CACHE_LIMIT = 10_000
+_NO_FIELDS = "the point has no fields (InfluxDB cannot store a point without fields)"
 
 
 def _nested_too_deeply() -> RecordError:
@@ -144,221 +141,18 @@ def compile_getter(path: Path) -> Getter:
     raise KcqlError(f"unknown path source {src}")  # pragma: no cover - exhaustive above
 
 
-# ---------------------------------------------------------------- field values
-
-
-def _special_field(fields: dict[str, Any], name: str, value: Any, st: _StatementState) -> None:
-    """The rarer value types: decimals, dates and times, bytes, and anything unexpected."""
-    if isinstance(value, bool | str):
-        fields[name] = value
-    elif isinstance(value, int):
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise RecordError(f"field {name!r}: integer {_short(value)} is outside int64")
-        fields[name] = int(value)
-    elif isinstance(value, (float, Decimal)):
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):  # a signalling NaN Decimal
-            raise RecordError(f"field {name!r}: {_short(value)} is not a number InfluxDB can store") from None
-        _put(fields, name, number, st)
-    elif isinstance(value, _dt.datetime):
-        fields[name] = _datetime_ns(value) // 1_000_000
-    elif isinstance(value, _dt.date):
-        fields[name] = (value - _dt.date(1970, 1, 1)).days * 86_400_000
-    elif isinstance(value, _dt.time):
-        fields[name] = ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + value.microsecond // 1000
-    elif isinstance(value, bytes | bytearray | memoryview):
-        raise RecordError(f"field {name!r}: bytes cannot be written to InfluxDB")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _put(fields, f"{name}_{k}", v, st)
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _put(fields, f"{name}{i}", v, st)
-    else:
-        raise RecordError(f"field {name!r}: values of type {type(value).__name__} cannot be written")
-
-
-def _put(fields: dict[str, Any], name: str, value: Any, st: _StatementState) -> None:
-    """Add one field, flattening objects (``a_b``) and arrays (``a0``); nulls are left out."""
-    t = type(value)
-    if name == "time":
-        st.drop_time_field()
-        return
-    if t is str or t is bool:
-        fields[name] = value
-    elif t is int:
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise RecordError(f"field {name!r}: integer {_short(value)} is outside int64")
-        fields[name] = value
-    elif t is float:
-        if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
-            fields[name] = value
-        else:
-            st.stats_non_finite()
-    elif t is dict:
-        for k, v in value.items():
-            _put(fields, f"{name}_{k}", v, st)
-    elif t is list:
-        for i, v in enumerate(value):
-            _put(fields, f"{name}{i}", v, st)
-    elif value is None:
-        pass
-    else:
-        _special_field(fields, name, value, st)
-
-
-class _StatementState:
-    """Per-statement mutable bits: the warn-once flags and the current record's counters."""
-
-    __slots__ = ("statement", "stats", "warned_time")
-
-    def __init__(self, statement: Statement) -> None:
-        self.statement = statement
-        self.warned_time = False
-        self.stats: Stats | None = None
-
-    def drop_time_field(self) -> None:
-        if not self.warned_time:
-            self.warned_time = True
-            log.warning("a field named 'time' is left out: InfluxDB reserves it; select it with an "
-                        "alias to keep it (statement: %s)", self.statement.text)
-
-    def stats_non_finite(self) -> None:
-        if self.stats is not None:
-            self.stats.non_finite += 1
-
-
-# ---------------------------------------------------------------- wildcards
-
-FieldWriter = Callable[[Context, dict[str, Any]], None]
-
-
-def _wildcard_writer(field: SelectField, ignored: frozenset[tuple[str, ...]], st: _StatementState) -> FieldWriter:
-    """``*``, ``a.*`` or ``_key.*``: every field below the path, minus IGNOREd paths (full paths)."""
-    base = compile_getter(field.path)
-    root = field.path.segments
-    # Paths relative to the wildcard's root that are ignored, and their proper prefixes.
-    rel = {p[len(root):] for p in ignored if p[:len(root)] == root and len(p) > len(root)}
-    top = frozenset(p[0] for p in rel if len(p) == 1)
-    deep = frozenset(rel - {(n,) for n in top})
-    prefixes = frozenset(p[:i] for p in deep for i in range(1, len(p)))
-    what = field.path.text
-
-    def put_filtered(fields: dict[str, Any], name: str, rel_path: tuple[str, ...], value: Any) -> None:
-        if rel_path in deep:
-            return
-        if type(value) is dict and rel_path in prefixes:
-            for k, v in value.items():
-                put_filtered(fields, f"{name}_{k}", (*rel_path, k), v)
-        else:
-            _put(fields, name, value, st)
-
-    def write(ctx: Context, fields: dict[str, Any]) -> None:
-        value = base(ctx)
-        if value is MISSING:
-            raise RecordError(f"'{what}': there is no {'.'.join(root) or 'value'} in the record")
-        if value is None:
-            return
-        if type(value) is not dict:
-            raise RecordError(f"'{what}' selects the fields of an object, but the "
-                              f"{'.'.join(root) or 'payload'} is a {type(value).__name__}")
-        for k, v in value.items():
-            if k in top:
-                continue
-            if prefixes and (k,) in prefixes:
-                put_filtered(fields, k, (k,), v)
-            else:
-                _put(fields, k, v, st)
-
-    return write
-
-
-def _explicit_writer(field: SelectField, st: _StatementState) -> FieldWriter | None:
-    get = compile_getter(field.path)
-    name = field.name
-    text = field.path.text
-    if name == "time":
-        st.drop_time_field()
-        return None
-
-    def write(ctx: Context, fields: dict[str, Any]) -> None:
-        value = get(ctx)
-        if value is MISSING:
-            raise RecordError(f"selected field '{text}' is missing")
-        _put(fields, name, value, st)
-
-    return write
-
-
-# ---------------------------------------------------------------- tags
-
-
-def tag_text(value: Any) -> str | None:
-    """A tag value as text: None (tag left out) for missing, null or empty values."""
-    t = type(value)
-    if t is str:
-        return value or None
-    if value is None or value is MISSING:
-        return None
-    if t is bool:
-        return "true" if value else "false"
-    if t is int or t is float or isinstance(value, int | float | Decimal):
-        return str(value)
-    if isinstance(value, _dt.datetime | _dt.date):
-        return value.isoformat()
-    raise RecordError(f"a {type(value).__name__} cannot be a tag value")
-
-
-TagReader = Callable[[Context], str | None]
-
-
-def _tag_reader(tag: PathTag) -> TagReader:
-    get = compile_getter(tag.path)
-    name = tag.name
-
-    def read(ctx: Context) -> str | None:
-        try:
-            return tag_text(get(ctx))
-        except RecordError as err:
-            raise RecordError(f"tag {name!r}: {err.reason}", err.kind) from None
-
-    return read
-
-
-# ---------------------------------------------------------------- timestamps
-
-
-def _datetime_ns(value: _dt.datetime) -> int:
-    if value.tzinfo is None:
-        raise RecordError("timestamp has no time zone")
-    return (value - _EPOCH) // _ONE_US * 1000  # exact: a timedelta // a timedelta is an int
-
-
-def parse_iso(text: str) -> int:
-    """An ISO-8601 instant with a zone → epoch nanoseconds, keeping all nine fraction digits."""
-    m = _ISO_RE.match(text.strip())
-    if not m:
-        raise RecordError(f"timestamp {_short(text)} is not an ISO-8601 instant with a zone (Z or +hh:mm)")
-    date, clock, frac, zone = m.groups()
-    if len(clock) == 5:
-        clock += ":00"
-    zone = "+00:00" if zone in ("Z", "z") else zone
-    if len(zone) == 3:
-        zone += ":00"
-    elif ":" not in zone:
-        zone = zone[:3] + ":" + zone[3:]
-    try:
-        whole = _dt.datetime.fromisoformat(f"{date}T{clock}{zone}")
-    except ValueError as err:
-        raise RecordError(f"timestamp {text!r}: {err}") from None
-    return _datetime_ns(whole) + (int((frac or "0").ljust(9, "0")) if frac else 0)
+def _top_level(path: Path | None) -> str | None:
+    """The name when ``path`` is one name at the top of the value: read from the value itself,
+    without a Context."""
+    if path is not None and path.source is Source.VALUE and len(path.segments) == 1:
+        return path.segments[0]
+    return None
 
 
 _last_sys_ns = [0]
 
 
-def sys_time_ns(_ctx: Context | None = None) -> int:
+def sys_time_ns() -> int:
     """Processing time in nanoseconds, strictly increasing within the process (across every
     statement), so two points of one batch never share a time and overwrite each other."""
     t = time.time_ns()
@@ -369,63 +163,266 @@ def sys_time_ns(_ctx: Context | None = None) -> int:
     return t
 
 
-def _timestamp_reader(path: Path, unit: TimeUnit | None) -> Callable[[Context], int]:
-    get = compile_getter(path)
-    text = path.text
-    factor = (unit or TimeUnit.MILLISECONDS).nanos
-    float_factor = (unit or TimeUnit.SECONDS).nanos  # a float without TIMESTAMPUNIT is epoch seconds
+# ---------------------------------------------------------------- field names and values
 
-    def read(ctx: Context) -> int:
-        value = get(ctx)
-        t = type(value)
-        if t is int:
-            ns = value * factor
-        elif t is float:
-            if not math.isfinite(value):
-                raise RecordError(f"timestamp '{text}' is {value}")
-            # Exact decimal arithmetic on the shortest repr: 1.56937031387e9 s is 1569370313870 ms,
-            # where float arithmetic would give 1569370313869999872 ns.
-            ns = round(Decimal(repr(value)) * float_factor)
-        elif t is str:
-            if _DIGITS_RE.match(value):
-                digits = value.lstrip("+-").lstrip("0")
-                if len(digits) > _MAX_TIME_DIGITS:  # also: int() refuses more than 4300 digits
-                    raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
-                                      "(1677-09-21 .. 2262-04-11)")
-                ns = int(digits or "0") * factor * (-1 if value[0] == "-" else 1)
-            else:
-                ns = parse_iso(value)
-        elif value is MISSING or value is None:
-            raise RecordError(f"timestamp '{text}' is {'missing' if value is MISSING else 'null'}")
-        elif isinstance(value, _dt.datetime):
-            ns = _datetime_ns(value)
-        elif isinstance(value, _dt.date):
-            ns = (value - _dt.date(1970, 1, 1)).days * 86_400 * 1_000_000_000
-        elif isinstance(value, Decimal):
-            if not value.is_finite() or value.adjusted() > _MAX_TIME_DIGITS:
-                raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
-                                  "(1677-09-21 .. 2262-04-11)")
-            ns = round(value * factor)
+
+class _FieldKeys:
+    """The escaped ``key=`` texts of the field names one part of a statement meets, learnt once
+    each: a name's look-up also says whether the statement leaves it out ("")."""
+
+    __slots__ = ("known", "skip", "state")
+
+    def __init__(self, state: _StatementState, skip: frozenset[str] = frozenset()) -> None:
+        self.known: dict[str, str] = {}
+        self.skip = skip
+        self.state = state
+
+    def learn(self, name: str) -> str:
+        if name in self.skip:
+            text = ""
+        elif name == "time":
+            self.state.drop_time_field()
+            text = ""
         else:
-            raise RecordError(f"timestamp '{text}' is a {type(value).__name__}, not a time")
-        if not TIME_MIN_NS <= ns <= TIME_MAX_NS:
-            raise RecordError(f"timestamp '{text}' = {_short(value)} is outside what InfluxDB can store "
-                              "(1677-09-21 .. 2262-04-11)")
-        return ns
+            try:
+                text = field_key_eq(name)
+            except RecordError as err:
+                # The field still counts (a point with it has fields) and stands in the line as a
+                # numbered placeholder; the record fails once every KCQL rule has been applied, so
+                # its content is judged first. Not cached: each record learns it again.
+                return self.state.placeholder(name, err)
+        if len(self.known) >= _KEY_CACHE_LIMIT:
+            self.known.clear()
+        self.known[name] = text
+        return text
 
-    return read
+
+class _StatementState:
+    """Per-statement mutable bits: the warn-once flag, a count of values flattened (a record that
+    flattens one may repeat a field name) and the field names that cannot be carried."""
+
+    __slots__ = ("flattened", "statement", "unencodable", "unencodable_errors", "warned_time")
+
+    def __init__(self, statement: Statement) -> None:
+        self.statement = statement
+        self.warned_time = False
+        self.flattened = 0
+        self.unencodable: dict[str, int] = {}
+        self.unencodable_errors: list[RecordError] = []
+
+    def placeholder(self, name: str, err: RecordError) -> str:
+        """``key=`` text standing for a name that cannot be carried: NUL (never in a written key)
+        and the name's number, so equal names stay equal and different ones apart."""
+        n = self.unencodable.get(name)
+        if n is None:
+            n = self.unencodable[name] = len(self.unencodable_errors)
+            self.unencodable_errors.append(err)
+        return f"\x00{n}="
+
+    def drop_time_field(self) -> None:
+        if not self.warned_time:
+            self.warned_time = True
+            log.warning("a field named 'time' is left out: InfluxDB reserves it; select it with an "
+                        "alias to keep it (statement: %s)", self.statement.text)
+
+    def first_unencodable(self, out: list[str]) -> RecordError | None:
+        """The error of the first field, in field order, whose name cannot be carried."""
+        found = next((self.unencodable_errors[int(t[1:t.index("=")])] for t in out if t[0] == "\x00"), None)
+        self.unencodable.clear()
+        self.unencodable_errors.clear()
+        return found
+
+
+def _storable(name: str, value: Any) -> Any:
+    """The field value InfluxDB stores for a rarer type (Avro decimals, dates and times, number
+    subclasses); RecordError for what it cannot store."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, (float, Decimal)):
+        try:
+            return float(value)
+        except (ValueError, OverflowError):  # a signalling NaN Decimal
+            raise RecordError(f"field {name!r}: {shown(value)} is not a number InfluxDB can store") from None
+    if isinstance(value, _dt.datetime):
+        return datetime_ns(value) // 1_000_000
+    if isinstance(value, _dt.date):
+        return (value - _dt.date(1970, 1, 1)).days * 86_400_000
+    if isinstance(value, _dt.time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + value.microsecond // 1000
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise RecordError(f"field {name!r}: bytes cannot be written to InfluxDB")
+    raise RecordError(f"field {name!r}: values of type {type(value).__name__} cannot be written")
+
+
+def _nested(keys: _FieldKeys, state: _StatementState, stats: Stats) -> tuple[Other, PutFields]:
+    """What a field that is not a plain bool/int/float/str becomes: an object flattens into
+    ``a_b`` fields, an array into ``a0``, ``a1``…; a rarer type is converted, or refused. Also
+    the field writer of the names that flattening makes."""
+
+    def other(out: list[str], name: str, value: Any) -> None:
+        if isinstance(value, dict):
+            state.flattened += 1
+            put(out, [(f"{name}_{k}", v) for k, v in value.items()])
+        elif isinstance(value, list | tuple):
+            state.flattened += 1
+            put(out, [(f"{name}{i}", v) for i, v in enumerate(value)])
+        else:
+            put(out, ((name, _storable(name, value)),))
+
+    put = field_writer(keys.known, keys.learn, other, stats)
+    return other, put
+
+
+# A part of a statement's SELECT: puts its fields into ``out``, from a Context when the
+# statement needs one (else None) or from the decoded value.
+FieldWriter = Callable[[Any, Any, list[str]], None]
+
+
+def _wildcard_writer(field: SelectField, ignored: frozenset[tuple[str, ...]], state: _StatementState,
+                     other: Other, put: PutFields, stats: Stats) -> tuple[FieldWriter, PutFields | None]:
+    """``*``, ``a.*`` or ``_key.*``: every field below the path, minus IGNOREd paths (full paths).
+    For ``*`` over the value, also the field writer that reads the value's fields directly."""
+    base = compile_getter(field.path)
+    root = field.path.segments
+    on_value = field.path.source is Source.VALUE and not root
+    # Paths relative to the wildcard's root that are ignored, and their proper prefixes.
+    rel = {p[len(root):] for p in ignored if p[:len(root)] == root and len(p) > len(root)}
+    top = frozenset(p[0] for p in rel if len(p) == 1)
+    deep = frozenset(rel - {(n,) for n in top})
+    prefixes = frozenset(p[:i] for p in deep for i in range(1, len(p)))
+    what = field.path.text
+    own = _FieldKeys(state, top)
+
+    def put_filtered(out: list[str], name: str, rel_path: tuple[str, ...], value: Any) -> None:
+        if rel_path in deep:
+            return
+        if type(value) is dict and rel_path in prefixes:
+            for k, v in value.items():
+                put_filtered(out, f"{name}_{k}", (*rel_path, k), v)
+        else:
+            put(out, ((name, value),))
+
+    def other_top(out: list[str], name: str, value: Any) -> None:
+        if type(value) is dict and (name,) in prefixes:
+            state.flattened += 1
+            put_filtered(out, name, (name,), value)
+        else:
+            other(out, name, value)
+
+    put_top = field_writer(own.known, own.learn, other_top if prefixes else other, stats)
+
+    def write(ctx: Any, value: Any, out: list[str]) -> None:
+        if not on_value:
+            value = base(ctx)
+        if type(value) is dict:
+            put_top(out, value.items())
+        elif value is MISSING:
+            raise RecordError(f"'{what}': there is no {'.'.join(root) or 'value'} in the record")
+        elif value is not None:
+            raise RecordError(f"'{what}' selects the fields of an object, but the "
+                              f"{'.'.join(root) or 'payload'} is a {type(value).__name__}")
+
+    return write, (put_top if on_value else None)
+
+
+def _explicit_writer(fields: list[SelectField], put: PutFields) -> FieldWriter:
+    """A run of named fields, in selection order; a missing one fails the record."""
+    run = tuple((compile_getter(f.path), f.name, f.path.text) for f in fields)
+
+    def write(ctx: Any, value: Any, out: list[str]) -> None:
+        items: list[tuple[str, Any]] = []
+        for get, name, text in run:
+            v = get(ctx)
+            if v is MISSING:
+                put(out, items)  # the fields before it are judged first
+                raise RecordError(f"selected field '{text}' is missing")
+            items.append((name, v))
+        put(out, items)
+
+    return write
+
+
+# ---------------------------------------------------------------- tags
+
+
+class _Tag:
+    """One tag of a statement, in key order: a constant (its ``,k=v`` text, or why it cannot be
+    written) or a path, whose pairs are kept per value."""
+
+    __slots__ = ("const", "const_error", "get", "name", "pairs", "top")
+
+    def __init__(self, name: str, const: str | None, path: Path | None) -> None:
+        self.name = name
+        self.const: str | None = None
+        self.const_error: RecordError | None = None
+        self.top = _top_level(path)
+        self.get = compile_getter(path) if path is not None and self.top is None else None
+        self.pairs: dict[str, str] = {}
+        if const is not None:
+            try:
+                self.const = tag_pair(name, const)
+            except RecordError as err:
+                self.const_error = err
+
+    def read(self, ctx: Context) -> str | RecordError | None:
+        """``pair`` of the value at the tag's path (the key, a header: decoded on first use)."""
+        assert self.get is not None
+        try:
+            v = self.get(ctx)
+        except RecordError as err:
+            raise RecordError(f"tag {self.name!r}: {err.reason}", err.kind) from None
+        return self.pair(v)
+
+    def pair(self, v: Any) -> str | RecordError | None:
+        """``,k=v`` for the value read, None when the tag is left out, or the line-protocol
+        error (returned: it is raised only after the record's KCQL rules)."""
+        if type(v) is str:
+            found = self.pairs.get(v)
+            if found is not None:
+                return found
+            if not v:
+                return None
+            text = v
+        else:
+            try:
+                tv = tag_text(v)
+            except RecordError as err:
+                raise RecordError(f"tag {self.name!r}: {err.reason}", err.kind) from None
+            if tv is None:
+                return None
+            text = tv
+        try:
+            found = tag_pair(self.name, text)
+        except RecordError as err:
+            return err
+        if type(v) is str:
+            if len(self.pairs) >= _KEY_CACHE_LIMIT:
+                self.pairs.clear()
+            self.pairs[v] = found
+        return found
 
 
 # ---------------------------------------------------------------- statements
 
+# (the record's Context, when the statement reads more than the value's top level; the decoded
+# value) → the line, or the line-protocol error to raise once every statement of the topic has
+# applied its KCQL rules to the record.
+LineFn = Callable[["Context | None", Any], "str | RecordError"]
+
 
 class CompiledStatement:
-    """One KCQL statement as closures: ``point(ctx)`` builds its point or raises RecordError."""
+    """One KCQL statement compiled: ``line(ctx, value)`` is its line for a decoded record (``ctx``
+    may be None unless ``needs_ctx``)."""
 
-    def __init__(self, statement: Statement) -> None:
+    def __init__(self, statement: Statement, stats: Stats) -> None:
         self.statement = statement
-        self.state = _StatementState(statement)
-        st = self.state
+        state = self.state = _StatementState(statement)
+        nested_keys = _FieldKeys(state)
+        other, put = _nested(nested_keys, state, stats)
         ignored_value = frozenset(p.segments for p in statement.ignores if p.source is Source.VALUE)
         ignored_key = frozenset(p.segments for p in statement.ignores if p.source is Source.KEY)
         # `SELECT *, name AS who`: an aliased path leaves what * selects (from the value or the key).
@@ -433,353 +430,195 @@ class CompiledStatement:
                                   if not f.wildcard and f.alias is not None and f.path.source is src)
                    for src in (Source.VALUE, Source.KEY)}
         writers: list[FieldWriter] = []
+        run: list[SelectField] = []
+        star_direct: PutFields | None = None
+        needs_ctx = False
         for f in statement.fields:
-            if f.wildcard:
-                # A bare IGNORE name also applies to `_key.*` (`SELECT _key.* ... IGNORE index`).
-                ign = (ignored_value | aliased[Source.VALUE] if f.path.source is Source.VALUE
-                       else ignored_key | ignored_value | aliased[Source.KEY])
-                writers.append(_wildcard_writer(f, ign, st))
-            else:
-                w = _explicit_writer(f, st)
-                if w is not None:
-                    writers.append(w)
+            if not f.wildcard:
+                if f.name == "time":
+                    state.drop_time_field()
+                else:
+                    run.append(f)
+                    needs_ctx = True
+                continue
+            if run:
+                writers.append(_explicit_writer(run, put))
+                run = []
+            # A bare IGNORE name also applies to `_key.*` (`SELECT _key.* ... IGNORE index`).
+            ign = (ignored_value | aliased[Source.VALUE] if f.path.source is Source.VALUE
+                   else ignored_key | ignored_value | aliased[Source.KEY])
+            write, star_direct = _wildcard_writer(f, ign, state, other, put, stats)
+            writers.append(write)
+            needs_ctx = needs_ctx or f.path.source is not Source.VALUE or bool(f.path.segments)
+        if run:
+            writers.append(_explicit_writer(run, put))
         self.writers = tuple(writers)
+        # `SELECT *` alone: the line function puts the value's fields itself.
+        self.star = star_direct if len(writers) == 1 else None
+        # Names that may repeat in a line even when nothing is flattened.
+        explicit = [f.name for f in statement.fields if not f.wildcard]
+        self.may_repeat = len(writers) > 1 or len(set(explicit)) < len(explicit)
 
-        names: dict[str, object] = {}
-        constants: list[tuple[str, str]] = []
-        readers: list[tuple[str, TagReader]] = []
+        tags: dict[str, _Tag] = {}
         for tag in statement.tags:
             name = tag.name
-            if name in names:
+            if name in tags:  # the parser refuses this; a Statement built in code may not
                 raise KcqlError(f"tag {name!r} is given twice in: {statement.text}")
-            names[name] = tag
             if name == "time":
                 log.warning("tag 'time' is left out: InfluxDB reserves it; use WITHTAG(path AS other) "
                             "(statement: %s)", statement.text)
+                tags[name] = _Tag(name, None, None)  # holds the name, so a second 'time' is refused
                 continue
             if isinstance(tag, ConstantTag):
-                if tag.value:
-                    constants.append((name, tag.value))
+                tags[name] = _Tag(name, tag.value or None, None)
             else:
-                readers.append((name, _tag_reader(tag)))
-        self.constant_tags = sorted(constants)
-        self.tag_readers = tuple(sorted(readers, key=lambda r: r[0]))
-        # One merged, sorted order of all tags, so points come out sorted without sorting per record.
-        self.tag_plan = tuple(sorted([(n, v, None) for n, v in constants]
-                                     + [(n, None, r) for n, r in readers], key=lambda t: t[0]))
+                tags[name] = _Tag(name, None, tag.path)
+                needs_ctx = needs_ctx or tags[name].get is not None
+        # In key order, so lines come out with sorted tags without sorting per record.
+        self.tags = tuple(t for n, t in sorted(tags.items())
+                          if n != "time" and (t.const or t.const_error or t.top is not None or t.get is not None))
         self.measurement = statement.measurement
         self.target = compile_getter(statement.target) if statement.target else None
-        self.time: Callable[[Context], int]
-        if statement.timestamp is None:
-            self.time = sys_time_ns
-        else:
-            self.time = _timestamp_reader(statement.timestamp, statement.timestamp_unit)
-        self.uses_key = _uses(statement, Source.KEY)
-        self.star_skip = ignored_value | aliased[Source.VALUE]  # what `SELECT *` leaves out (fused path)
+        needs_ctx = needs_ctx or self.target is not None
+        ts = statement.timestamp
+        self.ts_top = _top_level(ts)
+        self.ts_get = compile_getter(ts) if ts is not None and self.ts_top is None else None
+        needs_ctx = needs_ctx or self.ts_get is not None
+        self.needs_ctx = needs_ctx
+        self.line = self._compile()
 
-    def point(self, ctx: Context) -> Point:
-        self.state.stats = ctx.stats
-        fields: dict[str, Any] = {}
-        for write in self.writers:
-            write(ctx, fields)
-        if not fields:
-            raise RecordError("the point has no fields (InfluxDB cannot store a point without fields)")
-        if self.tag_readers:
-            tags: list[tuple[str, str]] = []
-            for name, const, reader in self.tag_plan:
-                text = const if reader is None else reader(ctx)
-                if text is not None:
-                    tags.append((name, text))
-        else:
-            tags = self.constant_tags
-        measurement = self.measurement
-        if self.target is not None:
-            found = self.target(ctx)
-            if found is not MISSING and found is not None:
-                try:
-                    measurement = tag_text(found) or measurement
-                except RecordError as err:
-                    raise RecordError(f"WITHTARGET: {err.reason}", err.kind) from None
-        return Point(measurement, tags, fields, self.time(ctx))
+    def _compile(self) -> LineFn:
+        writers, state, tags, measurement, target = self.writers, self.state, self.tags, self.measurement, self.target
+        single = writers[0] if len(writers) == 1 else None
+        ts_top, ts_get, may_repeat = self.ts_top, self.ts_get, self.may_repeat
+        statement = self.statement
+        unit = statement.timestamp_unit
+        # Integers count the unit (milliseconds without one); a float without one is epoch seconds.
+        read_time = timestamp_reader(statement.timestamp.text if statement.timestamp else "",
+                                     (unit or TimeUnit.MILLISECONDS).nanos, (unit or TimeUnit.SECONDS).nanos)
+        static_tags = "".join(t.const for t in tags if t.const) if all(t.const for t in tags) else None
+        static_head: str | None = None
+        head_error: RecordError | None = None
+        try:
+            static_head = escape_measurement(measurement)
+        except RecordError as err:
+            head_error = err
+        unencodable = state.unencodable
 
+        # The tags as tuples, read without attribute look-ups: (pair text of a constant, its error,
+        # top-level name, whether a Context getter reads it, the pairs known per value, the tag).
+        steps = tuple((t.const, t.const_error, t.top, t.get is not None, t.pairs, t) for t in tags)
+        star = self.star
 
-# ---------------------------------------------------------------- fused: record → line text
-#
-# ``Plan.lines`` runs, per statement, one function that goes from the decoded record straight to
-# its line: fields formatted as they are read (escaped ``key=`` texts cached per statement), tag
-# pairs cached per value, constant parts escaped once. It only has to be exact when it succeeds:
-# on any RecordError the record is mapped again by the reference path (``CompiledStatement.point``
-# + ``lineproto.encode``), which names the problem with its own reason and kind, in its own order.
-# Where a record needs a rarer rule (flattening, IGNOREd paths below a name, duplicate names, a
-# rarer type) the fused function hands the fields to the reference writers (``_general_fields``).
-# tests/test_fast_path.py checks both paths against each other on random records.
-
-_KEY_CACHE_LIMIT = 10_000  # per statement: distinct field names (and tag values per tag)
-Fused = Callable[[KafkaRecord, Any], str]
-
-
-def _fast_star_fields(skip: frozenset[str], bail: frozenset[str], stats: Stats) -> Callable[[Any], str | None]:
-    """``SELECT *`` over the value (a dict): each field formatted as it is read. None where the
-    general path must decide (a nested object or array, a rarer type, a field named ``time``, an
-    IGNOREd path below a top-level name); RecordError for an error."""
-    keys: dict[str, str] = {}  # field name → its escaped "key=" text, or "" when it is left out
-    lo, hi = INT64_MIN, INT64_MAX
-    datetime, epoch, one_ms = _dt.datetime, _EPOCH, _dt.timedelta(milliseconds=1)
-
-    def learn(k: str) -> str | None:
-        if k in skip:
-            out = ""
-        elif k in bail or k == "time":
-            return None
-        else:
-            out = field_key_eq(k)  # RecordError for a name line protocol cannot carry
-        if len(keys) >= _KEY_CACHE_LIMIT:
-            keys.clear()
-        keys[k] = out
-        return out
-
-    def fields(value: dict[str, Any]) -> str | None:
-        parts: list[str] = []
-        append = parts.append
-        known = keys.get
-        non_finite = 0
-        for k, v in value.items():
-            ke = known(k)
-            if ke is None:
-                ke = learn(k)
-                if ke is None:
-                    return None
-            if not ke:
-                continue
-            t = type(v)
-            if t is float:
-                if v - v == 0.0:  # finite: inf - inf and nan - nan are nan
-                    append(ke + repr(v))
-                else:
-                    non_finite += 1
-            elif t is str:
-                if "\\" in v or '"' in v:
-                    v = v.replace("\\", "\\\\").replace('"', '\\"')
-                append(f'{ke}"{v}"')
-            elif t is int:
-                if not lo <= v <= hi:
-                    raise RecordError("integer outside int64")
-                append(f"{ke}{v}i")
-            elif t is bool:
-                append(ke + ("true" if v else "false"))
-            elif v is None:
-                continue
-            elif t is datetime and v.tzinfo is not None:  # Avro timestamp-millis/micros, as _special_field
-                append(f"{ke}{(v - epoch) // one_ms}i")  # == _datetime_ns(v) // 1_000_000, exactly
+        def line(ctx: Context | None, value: Any) -> str | RecordError:
+            obj = type(value) is dict
+            out: list[str] = []
+            flattened = state.flattened
+            if star is not None and obj:
+                star(out, value.items())
+            elif single is not None:
+                single(ctx, value, out)
             else:
-                return None
-        if non_finite:
-            stats.non_finite += non_finite
-        return ",".join(parts)
-
-    return fields
-
-
-def _fast_explicit_fields(selected: list[tuple[Getter, str]], stats: Stats) -> Callable[[Context], str | None]:
-    """Explicit fields with distinct names: like ``_fast_star_fields``, for named paths."""
-    getters = tuple(selected)
-    lo, hi = INT64_MIN, INT64_MAX
-
-    def fields(ctx: Context) -> str | None:
-        parts: list[str] = []
-        append = parts.append
-        non_finite = 0
-        for get, name in getters:
-            v = get(ctx)
-            t = type(v)
-            if t is float:
-                if v - v == 0.0:
-                    append(field_key_eq(name) + repr(v))
-                else:
-                    non_finite += 1
-            elif t is str:
-                if "\\" in v or '"' in v:
-                    v = v.replace("\\", "\\\\").replace('"', '\\"')
-                append(f'{field_key_eq(name)}"{v}"')
-            elif t is int:
-                if not lo <= v <= hi:
-                    raise RecordError("integer outside int64")
-                append(f"{field_key_eq(name)}{v}i")
-            elif t is bool:
-                append(field_key_eq(name) + ("true" if v else "false"))
-            elif v is not None:  # MISSING (an error), objects, arrays, rarer types
-                return None
-        if non_finite:
-            stats.non_finite += non_finite
-        return ",".join(parts)
-
-    return fields
-
-
-def _general_fields(c: CompiledStatement) -> Callable[[Context], str]:
-    """Any selection: the reference writers fill a dict (flattening, IGNORE, duplicates), then
-    the dict is formatted."""
-    writers, state = c.writers, c.state
-
-    def fields(ctx: Context) -> str:
-        state.stats = ctx.stats
-        found: dict[str, Any] = {}
-        for write in writers:
-            write(ctx, found)
-        return fields_text(found)
-
-    return fields
-
-
-def _top_level(path: Path | None) -> str | None:
-    """The name when ``path`` is one name at the top of the value (read inline by the fused path)."""
-    if path is not None and path.source is Source.VALUE and len(path.segments) == 1:
-        return path.segments[0]
-    return None
-
-
-# One tag of the fused path: constant ",k=v" text, or (top-level name, getter, tag name, pair cache).
-TagStep = tuple[str | None, str | None, Getter | None, str, dict[str, str]]
-
-
-def _tag_steps(c: CompiledStatement) -> tuple[TagStep, ...] | RecordError:
-    """The tags in key order; a RecordError when a constant tag can never be written."""
-    steps: list[TagStep] = []
-    for name, const, reader in c.tag_plan:
-        if reader is None:
-            try:
-                steps.append((tag_pair(name, str(const)), None, None, name, {}))
-            except RecordError as err:  # fails every record: the reference path reports it
-                return err
-        else:
-            tag = next(t for t in c.statement.tags if t.name == name)
-            assert isinstance(tag, PathTag)
-            top = _top_level(tag.path)
-            steps.append((None, top, compile_getter(tag.path) if top is None else None, name, {}))
-    return tuple(steps)
-
-
-def _never(err: RecordError) -> Fused:
-    def fused(record: KafkaRecord, value: Any) -> str:
-        raise err
-
-    return fused
-
-
-def compile_fused(c: CompiledStatement, decoder: Decoder, stats: Stats) -> Fused:
-    """The statement as one function: (record, decoded value) → its line; see above."""
-    statement = c.statement
-    general = _general_fields(c)
-    star: Callable[[Any], str | None] | None = None
-    explicit: Callable[[Context], str | None] | None = None
-    sel = [f for f in statement.fields if not (not f.wildcard and f.name == "time")]
-    if len(sel) == 1 and sel[0].wildcard and sel[0].path.source is Source.VALUE and not sel[0].path.segments:
-        skip = frozenset(p[0] for p in c.star_skip if len(p) == 1)
-        bail = frozenset(p[0] for p in c.star_skip if len(p) > 1)
-        star = _fast_star_fields(skip, bail - skip, stats)
-    elif sel and not any(f.wildcard for f in sel) and len({f.name for f in sel}) == len(sel):
-        explicit = _fast_explicit_fields([(compile_getter(f.path), f.name) for f in sel], stats)
-    steps = _tag_steps(c)
-    if isinstance(steps, RecordError):
-        return _never(steps)
-    static_tags = "".join(s[0] for s in steps if s[0] is not None) if all(s[0] for s in steps) else None
-    measurement = c.measurement
-    try:
-        static_head = escape_measurement(measurement)
-    except RecordError as err:
-        return _never(err)
-    target, time_of = c.target, c.time
-    ts_name = _top_level(statement.timestamp)
-    factor = (statement.timestamp_unit or TimeUnit.MILLISECONDS).nanos
-    t_lo, t_hi = TIME_MIN_NS, TIME_MAX_NS
-    datetime, epoch, one_us = _dt.datetime, _EPOCH, _ONE_US
-
-    def fused(record: KafkaRecord, value: Any) -> str:
-        obj = type(value) is dict
-        ctx: Context | None = None
-        text = star(value) if star is not None and obj else None
-        if text is None:
-            ctx = Context(record, value, decoder, stats)
-            if explicit is not None:
-                text = explicit(ctx)
-            if text is None:
-                text = general(ctx)
-        if not text:
-            raise RecordError("no fields")
-        if static_tags is not None:
-            tags = static_tags
-        else:
-            tags = ""
-            for const, top, get, name, cache in steps:
-                if const is not None:
-                    tags += const
-                    continue
-                if top is None:
-                    if ctx is None:
-                        ctx = Context(record, value, decoder, stats)
-                    v = get(ctx)  # type: ignore[misc]
-                else:
-                    v = value.get(top, MISSING) if obj else MISSING
-                if type(v) is str:
-                    pair = cache.get(v)
-                    if pair is None:
-                        if not v:
-                            continue
-                        pair = tag_pair(name, v)
-                        if len(cache) >= _KEY_CACHE_LIMIT:
-                            cache.clear()
-                        cache[v] = pair
-                else:
-                    tv = tag_text(v)
-                    if tv is None:
+                for write in writers:
+                    write(ctx, value, out)
+            if not out:
+                raise RecordError(_NO_FIELDS)
+            if may_repeat or state.flattened != flattened:
+                out = unique_fields(out)
+            late: RecordError | None = None  # the first tag that line protocol cannot carry
+            if static_tags is not None:
+                tags_text = static_tags
+            else:
+                tags_text = ""
+                for const, const_error, top, by_ctx, pairs, tag in steps:
+                    if const is not None:
+                        tags_text += const
                         continue
-                    pair = cache.get(tv) or tag_pair(name, tv)
-                tags += pair
-        head = static_head
-        if target is not None:
-            if ctx is None:
-                ctx = Context(record, value, decoder, stats)
-            found = target(ctx)
-            if found is not MISSING and found is not None:
-                head = escape_measurement(tag_text(found) or measurement)
-        if ts_name is not None and obj:  # the timestamp reader's common cases, inlined
-            ts = value.get(ts_name)
-            tt = type(ts)
-            if tt is int:
-                ns = ts * factor
-            elif tt is datetime and ts.tzinfo is not None:
-                ns = (ts - epoch) // one_us * 1000
+                    if const_error is not None:
+                        late = late or const_error
+                        continue
+                    if by_ctx:
+                        pair = tag.read(ctx)  # type: ignore[arg-type]
+                    else:
+                        v = value.get(top, MISSING) if obj else MISSING
+                        pair = (pairs.get(v) or tag.pair(v)) if type(v) is str else tag.pair(v)
+                    if type(pair) is str:
+                        tags_text += pair
+                    elif pair is not None:
+                        late = late or pair  # type: ignore[assignment]
+            head, head_late = static_head, head_error
+            if target is not None:
+                found = target(ctx)  # type: ignore[arg-type]
+                if found is not MISSING and found is not None:
+                    try:
+                        name = tag_text(found) or measurement
+                    except RecordError as err:
+                        raise RecordError(f"WITHTARGET: {err.reason}", err.kind) from None
+                    try:
+                        head, head_late = escape_measurement(name), None
+                    except RecordError as err:
+                        head_late = err
+            if ts_top is not None:
+                ns = read_time(value.get(ts_top, MISSING) if obj else MISSING)
+            elif ts_get is not None:
+                ns = read_time(ts_get(ctx))  # type: ignore[arg-type]
             else:
-                ns = t_lo - 1
-            if t_lo <= ns <= t_hi:
-                return f"{head}{tags} {text} {ns}"
-        return f"{head}{tags} {text} {time_of(ctx or Context(record, value, decoder, stats))}"
+                ns = sys_time_ns()
+            if head_late is not None or late is not None:
+                return head_late or late  # type: ignore[return-value]
+            if unencodable:
+                bad = state.first_unencodable(out)
+                if bad is not None:
+                    return bad
+            return f"{head}{tags_text} {','.join(out)} {ns}"
 
-    return fused
+        return line
+
+    def describe(self) -> list[str]:
+        """What the statement compiles to, one line per part (for ``influx-sink kcql``)."""
+        return describe_compiled(self.statement)
 
 
-def _uses(statement: Statement, source: Source) -> bool:
-    paths: list[Path] = [f.path for f in statement.fields]
-    paths += [t.path for t in statement.tags if isinstance(t, PathTag)]
-    paths += [p for p in (statement.target, statement.timestamp) if p is not None]
-    return any(p.source is source for p in paths)
+def describe_compiled(statement: Statement) -> list[str]:
+    """What a statement compiles to, in the order a record's line is built."""
+    out = [f"topic {statement.topic} → measurement {statement.measurement!r}"
+           + (f", or the value of {statement.target.text} when present" if statement.target else "")]
+    for f in statement.fields:
+        if f.wildcard:
+            out.append(f"fields: every field of {f.path.text[:-2] if f.path.text.endswith('.*') else 'the value'}"
+                       " (objects flattened as a_b, arrays as a0, a1, …)")
+        elif f.name == "time":
+            out.append(f"field {f.path.text}: left out (InfluxDB reserves the name 'time')")
+        else:
+            out.append(f"field {f.name!r} ← {f.path.text} (a missing path fails the record)")
+    if statement.ignores:
+        out.append("left out: " + ", ".join(p.text for p in statement.ignores))
+    for tag in sorted(statement.tags, key=lambda t: t.name):
+        if isinstance(tag, ConstantTag):
+            out.append(f"tag {tag.name!r} = {tag.value!r}")
+        else:
+            out.append(f"tag {tag.name!r} ← {tag.path.text} (left out when missing, null or empty)")
+    if statement.timestamp is None:
+        out.append("time: processing time, strictly increasing (nanoseconds)")
+    else:
+        unit = statement.timestamp_unit
+        out.append(f"time ← {statement.timestamp.text}: integers and digit strings in "
+                   f"{(unit or TimeUnit.MILLISECONDS).name.lower()}, floats in "
+                   f"{(unit or TimeUnit.SECONDS).name.lower()}, ISO-8601 text with a zone, datetimes")
+    return out
 
 
 class Plan:
-    """All statements, grouped by topic: ``points(record)`` maps one record."""
+    """All statements, grouped by topic: ``lines(record)`` maps one record."""
 
     def __init__(self, statements: tuple[Statement, ...], decoder: Decoder | None = None) -> None:
         self.statements = statements
         self.decoder = decoder or Decoder()
+        self.stats = Stats()
         self.by_topic: dict[str, tuple[CompiledStatement, ...]] = {}
         for s in statements:
-            self.by_topic[s.topic] = (*self.by_topic.get(s.topic, ()), CompiledStatement(s))
-        self.stats = Stats()
+            self.by_topic[s.topic] = (*self.by_topic.get(s.topic, ()), CompiledStatement(s, self.stats))
         self._lines_by_topic: dict[str, Callable[[KafkaRecord], list[str]]] = {}
-
-    @property
-    def topics(self) -> list[str]:
-        return list(self.by_topic)
 
     def _statements(self, record: KafkaRecord) -> tuple[CompiledStatement, ...]:
         compiled = self.by_topic.get(record.topic)
@@ -788,58 +627,42 @@ class Plan:
                               f"{', '.join(sorted(self.by_topic))})", "config")
         return compiled
 
-    def points(self, record: KafkaRecord) -> list[Point]:
-        """The record's points (one per statement of its topic); [] for a tombstone."""
-        compiled = self._statements(record)
-        value = self.decoder.value(record)
-        if value is None:
-            self.stats.tombstones += 1
-            return []
-        ctx = Context(record, value, self.decoder, self.stats)
-        try:
-            return [c.point(ctx) for c in compiled]
-        except RecursionError:
-            raise _nested_too_deeply() from None
-
     def lines(self, record: KafkaRecord) -> list[str]:
-        """The record's lines of line protocol: exactly ``[encode(p) for p in points(record)]``
-        (same text, same RecordError), computed by each statement's fused function; a record that
-        fails there is mapped again by the reference path, which names its problem."""
+        """The record's lines of line protocol, one per statement of its topic; [] for a tombstone."""
         fn = self._lines_by_topic.get(record.topic)
         if fn is None:
             fn = self._lines_by_topic[record.topic] = self._topic_lines(self._statements(record))
         return fn(record)
 
+    def points(self, record: KafkaRecord) -> list[Point]:
+        """The record's lines read back as points.
+
+        transition shim: removed when the redesign lands (callers read ``lines``)."""
+        from handler.lineproto import read_line
+
+        return [read_line(line) for line in self.lines(record)]
+
     def _topic_lines(self, compiled: tuple[CompiledStatement, ...]) -> Callable[[KafkaRecord], list[str]]:
-        """``lines`` for one topic's statements, with what it needs bound (runs once per record)."""
-        decoder, stats, decode = self.decoder, self.stats, self.decoder.value
-        fused = tuple(compile_fused(c, decoder, stats) for c in compiled)
+        """``lines`` for one topic's statements, with what it needs bound once."""
+        stats, decoder, decode = self.stats, self.decoder, self.decoder.value
+        fns = tuple(c.line for c in compiled)
+        needs_ctx = any(c.needs_ctx for c in compiled)  # one Context shared: the key decoded once
 
-        def reference(record: KafkaRecord, value: Any, non_finite: int) -> list[str]:
-            stats.non_finite = non_finite  # the fused path's counts are dropped: counted again here
-            ctx = Context(record, value, decoder, stats)
-            try:
-                points = [c.point(ctx) for c in compiled]  # every statement mapped before any is encoded
-            except RecursionError:
-                raise _nested_too_deeply() from None
-            return [encode(p) for p in points]
-
-        if len(fused) == 1:
-            (line,) = fused
+        if len(fns) == 1:
+            (line_of,) = fns
 
             def one(record: KafkaRecord) -> list[str]:
                 value = decode(record)
                 if value is None:
                     stats.tombstones += 1
                     return []
-                non_finite = stats.non_finite
                 try:
-                    return [line(record, value)]
-                except RecordError:
-                    return reference(record, value, non_finite)
-                except RecursionError:  # no cost unless raised; the reference path would only raise it again
-                    stats.non_finite = non_finite
+                    line = line_of(Context(record, value, decoder, stats) if needs_ctx else None, value)
+                except RecursionError:
                     raise _nested_too_deeply() from None
+                if type(line) is str:
+                    return [line]
+                raise line  # type: ignore[misc]
 
             return one
 
@@ -848,17 +671,14 @@ class Plan:
             if value is None:
                 stats.tombstones += 1
                 return []
-            non_finite = stats.non_finite
+            ctx = Context(record, value, decoder, stats) if needs_ctx else None
             try:
-                return [f(record, value) for f in fused]
-            except RecordError:
-                return reference(record, value, non_finite)
+                lines = [f(ctx, value) for f in fns]  # every statement's rules before any line's
             except RecursionError:
-                stats.non_finite = non_finite
                 raise _nested_too_deeply() from None
+            for line in lines:
+                if type(line) is not str:
+                    raise line  # type: ignore[misc]
+            return lines  # type: ignore[return-value]
 
         return several
-
-
-def compile_plan(statements: tuple[Statement, ...], decoder: Decoder | None = None) -> Plan:
-    return Plan(statements, decoder)

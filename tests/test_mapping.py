@@ -26,6 +26,7 @@ from handler.mapping import Context, Plan, Point
 from handler.records import KafkaRecord
 from influx_sink_tools.eventgen import Rec, build_event
 from kcql import KcqlError, parse
+from tests._lines import point_of
 from tests.conftest import field_types, json_event, query_points, tag_keys
 
 pytestmark = pytest.mark.influx
@@ -88,7 +89,8 @@ def record(value: Any, key: Any = None, headers: list[tuple[str, bytes]] | None 
 
 
 def points(kcql: str, value: Any, **kw: Any) -> list[Point]:
-    return Plan(parse(kcql)).points(record(value, **kw))
+    """The record's lines, read back as points."""
+    return [point_of(line) for line in Plan(parse(kcql)).lines(record(value, **kw))]
 
 
 def point(kcql: str, value: Any, **kw: Any) -> Point:
@@ -106,7 +108,10 @@ def compiled_point(kcql: str, value: dict[str, Any]) -> Point:
     """Map a Python value the JSON decoder never produces (Avro types: bytes, decimal, dates)."""
     plan = Plan(parse(kcql))
     (compiled,) = plan.by_topic["t"]
-    return compiled.point(Context(record({}), value, Decoder(), plan.stats))
+    line = compiled.line(Context(record({}), value, Decoder(), plan.stats), value)
+    if isinstance(line, RecordError):
+        raise line
+    return point_of(line)
 
 
 # ================================================================ section 2: paths
@@ -204,11 +209,11 @@ def test_the_key_is_decoded_only_when_a_statement_uses_it():
 
     plan = Plan(parse("INSERT INTO a SELECT v FROM t; INSERT INTO b SELECT v FROM t WITHTAG(_topic)"),
                 CountingDecoder())
-    plan.points(record({"v": 1}, raw_key=b"\xff"))
+    plan.lines(record({"v": 1}, raw_key=b"\xff"))
     assert CountingDecoder.keys == 0
     plan = Plan(parse("INSERT INTO a SELECT v, _key.x FROM t; INSERT INTO b SELECT v FROM t WITHTAG(_key.y)"),
                 CountingDecoder())
-    plan.points(record({"v": 1}, key={"x": 1, "y": "z"}))
+    plan.lines(record({"v": 1}, key={"x": 1, "y": "z"}))
     assert CountingDecoder.keys == 1  # once per record, shared by the statements
 
 
@@ -599,7 +604,7 @@ def test_several_statements_on_one_topic_each_write_a_point(sink_env, influx, db
 
 def test_tombstones_are_skipped_and_counted():
     plan = Plan(parse("INSERT INTO m SELECT * FROM t"))
-    assert plan.points(record(None)) == []
+    assert plan.lines(record(None)) == []
     assert plan.stats.tombstones == 1
 
 
