@@ -140,6 +140,11 @@ class Spec:
     def env(self) -> str:
         return env_name(self.key)
 
+    @property
+    def named(self) -> str:
+        """``key (ENV_NAME)``: how a problem names the setting, so it is found either way."""
+        return f"{self.key} ({self.env})"
+
 
 def _setting(key: str, parse: Callable[[str], Any], doc: str, default: str | None = None, *,
              secret: bool = False, required: bool = False) -> Any:
@@ -234,6 +239,11 @@ class Settings:
 SPECS: tuple[Spec, ...] = tuple(replace(f.metadata["spec"], attr=f.name) for f in fields(Settings)
                                 if "spec" in f.metadata)
 BY_KEY = {s.key: s for s in SPECS}
+_BY_ATTR = {s.attr: s for s in SPECS}
+
+
+def _named(attr: str) -> str:
+    return _BY_ATTR[attr].named
 
 
 def unknown_env(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
@@ -281,14 +291,14 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
             raw = spec.default
         if raw is None:
             if spec.required:
-                problems.append(f"{spec.key} ({spec.env}) is required: {spec.doc}")
+                problems.append(f"{spec.named} is required: {spec.doc}")
             values[spec.attr] = None
             continue
         try:
             values[spec.attr] = spec.parse(raw)
         except ValueError as err:
             shown = "[hidden]" if spec.secret else repr(mask_url(raw) if spec.parse is _url else raw)
-            problems.append(f"{spec.key} ({spec.env}) = {shown} {err}")
+            problems.append(f"{spec.named} = {shown} {err}")
             continue
         sources[spec.key] = source
     version = values.get("version") or InfluxVersion.AUTO
@@ -296,24 +306,23 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
         version = InfluxVersion.V2 if (values.get("token") or values.get("bucket")) else InfluxVersion.V1
         values["version"] = version
     if version is InfluxVersion.V1 and not values.get("db"):
-        problems.append("connect.influx.db (CONNECT_INFLUX_DB) is required for InfluxDB 1.x")
+        problems.append(f"{_named('db')} is required for InfluxDB 1.x")
     if version in (InfluxVersion.V2, InfluxVersion.V3) and not (values.get("bucket") or values.get("db")):
-        problems.append(f"connect.influx.bucket (CONNECT_INFLUX_BUCKET) is required for InfluxDB {version}.x")
+        problems.append(f"{_named('bucket')} is required for InfluxDB {version}.x")
     if version is InfluxVersion.V2 and not values.get("org") and ":" not in (values.get("token") or ""):
-        problems.append("connect.influx.org (CONNECT_INFLUX_ORG) is required for InfluxDB 2.x")
+        problems.append(f"{_named('org')} is required for InfluxDB 2.x")
     if values.get("ssl_ca_bundle"):
         import os
 
         if not os.path.isfile(values["ssl_ca_bundle"]):
-            problems.append(f"connect.influx.ssl.ca.bundle (CONNECT_INFLUX_SSL_CA_BUNDLE) = "
-                            f"{values['ssl_ca_bundle']!r} is not a readable file")
+            problems.append(f"{_named('ssl_ca_bundle')} = {values['ssl_ca_bundle']!r} is not a readable file")
     if values.get("kcql"):
         from kcql import KcqlError, parse
 
         try:
             values["statements"] = parse(values["kcql"])
         except KcqlError as err:
-            problems.append(f"connect.influx.kcql (CONNECT_INFLUX_KCQL) is not valid KCQL:\n{err}")
+            problems.append(f"{_named('kcql')} is not valid KCQL:\n{err}")
         else:
             unread = unread_topics(values.get("topics") or (), values["statements"])
             if unread:
