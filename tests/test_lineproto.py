@@ -395,3 +395,32 @@ def test_control_characters_fail_names_and_are_carried_in_string_values(sink_env
     assert str(info.value) == ("1 record(s) failed, batch not acknowledged: topic=t partition=0 offset=100: "
                                "tag 'tk' value 'a\\rb' cannot be written: it contains the control character "
                                "'\\r' (U+000D); names and tag values carry none")
+
+
+# ================================================================ unit: the field writer
+
+
+def test_the_field_writer_leaves_out_nulls_and_non_finite_floats_and_counts_the_floats() -> None:
+    from handler.lineproto import field_key_eq, field_writer
+
+    class Counts:
+        non_finite = 0
+
+    counts, others = Counts(), []
+    put = field_writer({}, field_key_eq, lambda out, name, value: others.append((name, value)), counts)
+    out: list[str] = []
+    put(out, [("a", 1.5), ("n", None), ("x", float("nan")), ("y", float("-inf")), ("o", {"k": 1}), ("s", 'q"')])
+    assert out == ["a=1.5", 's="q\\""']
+    assert counts.non_finite == 2
+    assert others == [("o", {"k": 1})]
+    with pytest.raises(RecordError) as info:
+        put(out, [("big", 2**63)])
+    assert (info.value.reason, info.value.kind) == ("field 'big': integer 9223372036854775808 is outside int64",
+                                                    "mapping")
+
+
+def test_unique_fields_keeps_the_first_place_and_the_last_value_of_a_key() -> None:
+    from handler.lineproto import unique_fields
+
+    assert unique_fields(["a=1i", "b\\=c=2i", "a=3i", "b=4i", "b\\=c=5i", 'x\\\\\\=y="="']) == [
+        "a=3i", "b\\=c=5i", "b=4i", 'x\\\\\\=y="="']

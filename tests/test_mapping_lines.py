@@ -111,3 +111,38 @@ def test_a_failing_record_is_named_and_counts_once() -> None:
     with pytest.raises(RecordError) as info:
         plan.lines(record({"bad\n": 1, "ts": 1}, None, None))
     assert (info.value.kind, info.value.reason.split(" cannot")[0]) == ("encode", "field key 'bad\\n'")
+
+
+def test_a_record_is_refused_for_its_content_before_a_name_it_produces() -> None:
+    # A field key that line protocol cannot carry, and a later field outside int64: the KCQL rule
+    # names the record, in this statement and across the statements of the topic.
+    plan = Plan(parse("INSERT INTO m SELECT * FROM t WITHTIMESTAMP ts"))
+    with pytest.raises(RecordError) as info:
+        plan.lines(record({"bad\n": 1, "big": 2**63, "ts": 1}, None, None))
+    assert (info.value.reason, info.value.kind) == ("field 'big': integer 9223372036854775808 is outside int64",
+                                                    "mapping")
+    plan = Plan(parse("INSERT INTO m SELECT * FROM t; INSERT INTO n SELECT v FROM t WITHTIMESTAMP ts"))
+    with pytest.raises(RecordError) as info:
+        plan.lines(record({"bad\n": 1, "v": 1, "ts": "x"}, None, None))
+    assert info.value.kind == "mapping" and info.value.reason.startswith("timestamp 'x' is not an ISO-8601")
+
+
+def test_a_flattened_name_that_repeats_keeps_its_first_place_and_last_value() -> None:
+    plan = Plan(parse("INSERT INTO m SELECT * FROM t WITHTIMESTAMP ts"))
+    assert plan.lines(record({"a_b": 1, "c": 2, "a": {"b": 3}, "ts": 5}, None, None)) == ["m a_b=3i,c=2i,ts=5i 5000000"]
+
+
+def test_what_a_statement_compiles_to_can_be_shown() -> None:
+    from handler.mapping import describe_compiled
+
+    (statement,) = parse("INSERT INTO sensors SELECT * FROM readings IGNORE device WITHTIMESTAMP ts "
+                         "TIMESTAMPUNIT=SECONDS WITHTAG(device, k=v)")
+    assert describe_compiled(statement) == [
+        "topic readings → measurement 'sensors'",
+        "fields: every field of the value (objects flattened as a_b, arrays as a0, a1, …)",
+        "left out: device",
+        "tag 'device' ← device (left out when missing, null or empty)",
+        "tag 'k' = 'v'",
+        "time ← ts: integers and digit strings in seconds, floats in seconds, ISO-8601 text with a zone, datetimes",
+    ]
+    assert Plan((statement,)).by_topic["readings"][0].describe() == describe_compiled(statement)
