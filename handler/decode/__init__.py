@@ -180,7 +180,7 @@ class Decoder:
             return self._avro(data, what, meta, schema)
         if kind is PayloadKind.CONNECT:
             return self._connect(data, what)
-        try:
+        try:  # PayloadKind.STRING
             return data.decode("utf-8")
         except UnicodeDecodeError:
             raise RecordError(f"{what} is not UTF-8 text", "decode") from None
