@@ -28,7 +28,6 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import SchemaParseException
 
-from handler.decode import CONFLUENT_MAGIC, GLUE_MAGIC
 from handler.errors import RecordError
 
 GLUE_COMPRESSION_NONE = 0
@@ -233,25 +232,3 @@ def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
         raise RecordError(f"{what} has AWS Glue compression byte {compression}; known: 0 (none), "
                           "5 (zlib)", "decode")
     return version_id, body
-
-
-# transition shim: removed when the redesign lands. Producers' framing is influx_sink_tools.framing;
-# these three stay only while tests outside the decoder's still import them from here.
-def glue_frame(version_id: str, body: bytes, compress: bool = False) -> bytes:
-    """A body in AWS Glue framing (for sample events and tests)."""
-    comp = GLUE_COMPRESSION_ZLIB if compress else GLUE_COMPRESSION_NONE
-    return bytes([GLUE_MAGIC, comp]) + uuid.UUID(version_id).bytes + (zlib.compress(body) if compress else body)
-
-
-def confluent_frame(schema_id: int, body: bytes) -> bytes:
-    """A body in Confluent framing (for sample events and tests)."""
-    return bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big") + body
-
-
-def write_body(schema: Any, record: Any) -> bytes:
-    """The Avro binary body of ``record`` (for sample events and tests; fastavro's own writer)."""
-    from fastavro import schemaless_writer
-
-    buf = io.BytesIO()
-    schemaless_writer(buf, parse_schema(schema), record)
-    return buf.getvalue()
