@@ -9,7 +9,7 @@ from __future__ import annotations
 import binascii
 from typing import Any, overload
 
-from handler.errors import RecordError
+from handler.errors import FailureKind, RecordError
 
 _a2b_base64 = binascii.a2b_base64
 
@@ -42,7 +42,7 @@ class Flaw:
         self.reason = reason
 
     def error(self) -> RecordError:
-        return RecordError(self.reason, "decode")
+        return RecordError(self.reason, FailureKind.DECODE)
 
 
 def not_base64(text: Any, what: str, err: Exception) -> RecordError:
@@ -50,8 +50,8 @@ def not_base64(text: Any, what: str, err: Exception) -> RecordError:
     if isinstance(text, Flaw):
         return text.error()
     if not isinstance(text, str):
-        return RecordError(f"{what} is {describe(text)} in the event, not base64 text", "decode")
-    return RecordError(f"{what} is not valid base64: {err}", "decode")
+        return RecordError(f"{what} is {describe(text)} in the event, not base64 text", FailureKind.DECODE)
+    return RecordError(f"{what} is not valid base64: {err}", FailureKind.DECODE)
 
 
 def describe(value: Any) -> str:
@@ -122,11 +122,11 @@ class KafkaRecord:
         if raw is None:
             return MISSING
         if type(raw) is not list:
-            raise RecordError(f"the event's headers are {describe(raw)}, not a list of headers", "decode")
+            raise RecordError(f"the event's headers are {describe(raw)}, not a list of headers", FailureKind.DECODE)
         for i, entry in enumerate(raw):
             if type(entry) is not dict:
                 raise RecordError(f"the event's headers[{i}] is {describe(entry)}, not an object "
-                                  "{name: bytes}", "decode")
+                                  "{name: bytes}", FailureKind.DECODE)
             data = entry.get(name, MISSING)
             if data is MISSING:
                 continue
@@ -156,22 +156,22 @@ def _header_text(name: str, data: Any) -> str:
         bad = next((b for b in data if type(b) is not int or not -128 <= b <= 127), MISSING)
         if bad is not MISSING:
             raise RecordError(f"header {name!r} is not a list of bytes (-128..127): it holds {describe(bad)}",
-                              "decode")
+                              FailureKind.DECODE)
         raw = bytes([b & 0xFF for b in data])
     elif type(data) is str:
         try:
             raw = _a2b_base64(data, strict_mode=True)
         except (binascii.Error, ValueError) as err:
             raise RecordError(f"header {name!r} is neither a list of bytes nor base64 text ({err})",
-                              "decode") from None
+                              FailureKind.DECODE) from None
     elif isinstance(data, bytes | bytearray):
         raw = bytes(data)
     else:
-        raise RecordError(f"header {name!r} is {describe(data)}, not a list of bytes (-128..127)", "decode")
+        raise RecordError(f"header {name!r} is {describe(data)}, not a list of bytes (-128..127)", FailureKind.DECODE)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise RecordError(f"header {name!r} is not UTF-8 text ({err})", "decode") from None
+        raise RecordError(f"header {name!r} is not UTF-8 text ({err})", FailureKind.DECODE) from None
 
 
 @overload

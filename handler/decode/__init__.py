@@ -27,7 +27,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from handler.errors import ConfigError, RecordError, env_name
+from handler.errors import ConfigError, FailureKind, RecordError, env_name
 from handler.records import KafkaRecord, describe
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _json_loads(data: bytes) -> Any:
 def too_deep(what: str) -> RecordError:
     """A payload nested deeper than the interpreter's recursion limit (about a thousand levels)."""
     return RecordError(f"{what} is nested too deeply (about {sys.getrecursionlimit()} levels or more) to be "
-                       "decoded and mapped", "decode")
+                       "decoded and mapped", FailureKind.DECODE)
 
 
 _TOO_MANY_DIGITS = "integer string conversion"  # in the ValueError of int() past its digit limit
@@ -99,7 +99,7 @@ def invalid_json(what: str, err: ValueError) -> RecordError:
     reason = str(err)
     if _TOO_MANY_DIGITS in reason:  # int() refuses more than sys.get_int_max_str_digits() digits
         reason = f"a number has more than {sys.get_int_max_str_digits()} digits"
-    return RecordError(f"{what} is not valid JSON: {reason}", "decode")
+    return RecordError(f"{what} is not valid JSON: {reason}", FailureKind.DECODE)
 
 
 class Decoder:
@@ -157,7 +157,7 @@ class Decoder:
                 try:
                     return data.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise RecordError("key is neither JSON nor UTF-8 text", "decode") from None
+                    raise RecordError("key is neither JSON nor UTF-8 text", FailureKind.DECODE) from None
             except RecursionError:
                 raise too_deep("key") from None
             return _unwrap(doc, "key")
@@ -183,7 +183,7 @@ class Decoder:
         try:  # PayloadKind.STRING
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise RecordError(f"{what} is not UTF-8 text", "decode") from None
+            raise RecordError(f"{what} is not UTF-8 text", FailureKind.DECODE) from None
 
     # ------------------------------------------------------------ kinds
 
@@ -196,7 +196,8 @@ class Decoder:
             return self._framed(data, what)
         shown = f"0x{data[0]:02x}" if data else "nothing (empty payload)"
         raise RecordError(f"{what} is not framed Avro: the first byte is {shown}, expected 0x00 (Confluent) or "
-                          f"0x03 (AWS Glue); for unframed Avro set connect.influx.{what}.avro.schema", "decode")
+                          f"0x03 (AWS Glue); for unframed Avro set connect.influx.{what}.avro.schema",
+                          FailureKind.DECODE)
 
     def _framed(self, data: bytes, what: str) -> Any:
         """Avro behind a producer's framing, told by its first byte (one of ``_FRAMED``)."""
@@ -238,7 +239,7 @@ class Decoder:
         hint = "" if fmt in ("", "JSON") else (
             f" ({fmt} in the event source's SOURCE record format is not supported: "
             "set EventRecordFormat to JSON on the event source mapping)")
-        raise RecordError(f"{invalid_json(what, json_error).reason}{hint}", "decode")
+        raise RecordError(f"{invalid_json(what, json_error).reason}{hint}", FailureKind.DECODE)
 
     def _by_metadata(self, data: bytes, what: str, meta: dict[str, Any]) -> Any:
         """Unframed Avro whose schema id the event source's metadata gives (digits: Confluent; UUID: Glue)."""
@@ -248,7 +249,8 @@ class Decoder:
             return self._confluent_registry(what, int(schema_id)).schema(int(schema_id), what).read(data, what)
         if not _UUID_RE.fullmatch(schema_id):
             raise RecordError(f"{what}'s schemaId in the event source's metadata is {describe(raw)}: neither a "
-                              "Confluent schema id (a number) nor an AWS Glue schema version id (a UUID)", "decode")
+                              "Confluent schema id (a number) nor an AWS Glue schema version id (a UUID)",
+                              FailureKind.DECODE)
         return self._glue_registry().schema(schema_id, what).read(data, what)
 
     @staticmethod
@@ -261,7 +263,7 @@ class Decoder:
         if self._confluent is None:
             if not self._registry_url:
                 raise RecordError(f"{what} is Avro in Confluent framing (schema id {schema_id}) but "
-                                  "connect.influx.schema.registry.url is not set", "decode")
+                                  "connect.influx.schema.registry.url is not set", FailureKind.DECODE)
             from handler.decode.registry import ConfluentRegistry
 
             self._confluent = ConfluentRegistry(self._registry_url, self._registry_user_info)
@@ -297,7 +299,7 @@ def _unwrap(doc: Any, what: str, required: bool = False) -> Any:
         return from_envelope(doc, what)
     if required:
         raise RecordError(f"{what} is not a Kafka Connect envelope: expected a JSON object with exactly "
-                          "'schema' and 'payload'", "decode")
+                          "'schema' and 'payload'", FailureKind.DECODE)
     return doc
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import SchemaParseException
 
-from handler.errors import RecordError
+from handler.errors import FailureKind, RecordError
 
 GLUE_COMPRESSION_NONE = 0
 GLUE_COMPRESSION_ZLIB = 5
@@ -77,9 +77,9 @@ class Schema:
             try:
                 return json.loads(bytes(body))
             except ValueError as err:
-                raise RecordError(f"{what} is not valid JSON for {self.label}: {err}", "decode") from None
+                raise RecordError(f"{what} is not valid JSON for {self.label}: {err}", FailureKind.DECODE) from None
             except RecursionError:
-                raise RecordError(f"{what} is JSON nested too deeply for {self.label}", "decode") from None
+                raise RecordError(f"{what} is JSON nested too deeply for {self.label}", FailureKind.DECODE) from None
         fo = io.BytesIO(body)
         try:
             value = self.reader(fo, self.parsed, None)
@@ -89,11 +89,11 @@ class Schema:
                 detail = f"truncated ({detail})"
             elif isinstance(err, RecursionError):
                 detail = "nested too deeply"
-            raise RecordError(f"{what} is not valid Avro for {self.label}: {detail}", "decode") from None
+            raise RecordError(f"{what} is not valid Avro for {self.label}: {detail}", FailureKind.DECODE) from None
         left = len(body) - fo.tell()
         if left:
             raise RecordError(f"{what} is not valid Avro for {self.label}: {left} byte(s) left over after "
-                              "the record (corrupt payload, or written with another schema)", "decode")
+                              "the record (corrupt payload, or written with another schema)", FailureKind.DECODE)
         return value
 
 
@@ -210,7 +210,7 @@ def confluent_id(data: bytes, what: str) -> int:
     """The schema id of a Confluent-framed payload (magic byte 0 checked by the caller)."""
     if len(data) < CONFLUENT_HEADER:
         raise RecordError(f"{what} is truncated: {len(data)} byte(s), but Confluent framing needs a "
-                          "5-byte header (magic byte 0 and a 4-byte schema id)", "decode")
+                          "5-byte header (magic byte 0 and a 4-byte schema id)", FailureKind.DECODE)
     return int.from_bytes(data[1:CONFLUENT_HEADER], "big")
 
 
@@ -218,7 +218,7 @@ def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
     """(schema version id, body) of a Glue-framed payload, the body inflated when compressed."""
     if len(data) < GLUE_HEADER:
         raise RecordError(f"{what} is truncated: {len(data)} byte(s), but AWS Glue framing needs an "
-                          "18-byte header (3, compression byte, 16-byte schema version id)", "decode")
+                          "18-byte header (3, compression byte, 16-byte schema version id)", FailureKind.DECODE)
     compression = data[1]
     version_id = str(uuid.UUID(bytes=bytes(data[2:GLUE_HEADER])))
     body = memoryview(data)[GLUE_HEADER:]
@@ -227,8 +227,8 @@ def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
             return version_id, zlib.decompress(body)
         except zlib.error as err:
             raise RecordError(f"{what} is not valid zlib data (AWS Glue compression byte 5): {err}",
-                              "decode") from None
+                              FailureKind.DECODE) from None
     if compression != GLUE_COMPRESSION_NONE:
         raise RecordError(f"{what} has AWS Glue compression byte {compression}; known: 0 (none), "
-                          "5 (zlib)", "decode")
+                          "5 (zlib)", FailureKind.DECODE)
     return version_id, body

@@ -17,7 +17,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from handler.errors import RecordError
+from handler.errors import FailureKind, RecordError
 from handler.records import base64_bytes
 
 _INTS = frozenset({"int8", "int16", "int32", "int64"})
@@ -53,10 +53,10 @@ def from_envelope(doc: dict[str, Any], what: str) -> Any:
                 return payload
         return _convert(schema, payload, "")
     except _Mismatch as err:
-        raise RecordError(f"{what} does not match its Connect schema: {err}", "decode") from None
+        raise RecordError(f"{what} does not match its Connect schema: {err}", FailureKind.DECODE) from None
     except RecursionError:
         raise RecordError(f"{what} is a Connect envelope nested too deeply (about {sys.getrecursionlimit()} "
-                          "levels or more) to be decoded", "decode") from None
+                          "levels or more) to be decoded", FailureKind.DECODE) from None
 
 
 def _at(path: str) -> str:

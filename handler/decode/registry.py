@@ -28,7 +28,7 @@ from typing import Any
 
 from handler.deadline import Limit, open_socket, process_limit
 from handler.decode.avro import Schema, SchemaProblem, parse
-from handler.errors import NoTimeLeft, RecordError, WaitTimedOut
+from handler.errors import FailureKind, NoTimeLeft, RecordError, WaitTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _remembered(key: tuple[str, str], what: str) -> None:
     failed = _failed.get(key)
     if failed is not None:
         if failed[0] > time.monotonic():
-            raise RecordError(f"{what}: {failed[1]}", "decode")
+            raise RecordError(f"{what}: {failed[1]}", FailureKind.DECODE)
         del _failed[key]
 
 
@@ -139,9 +139,9 @@ class ConfluentRegistry:
             schema = _build(doc.get("schemaType"), doc.get("schema"), label, named)
         except _LookupFailed as err:
             _remember(key, err)
-            raise RecordError(f"{what}: {err.reason}", "decode") from None
+            raise RecordError(f"{what}: {err.reason}", FailureKind.DECODE) from None
         except NoTimeLeft as err:  # not remembered: the registry may be fine
-            raise RecordError(f"{what}: {label}: {err}", "decode") from None
+            raise RecordError(f"{what}: {label}: {err}", FailureKind.DECODE) from None
         log.info("schema id %d fetched from the schema registry at %s", schema_id, self.display)
         self._cache[schema_id] = schema
         return schema
@@ -248,9 +248,9 @@ class GlueRegistry:
             schema = _build(resp.get("DataFormat"), resp.get("SchemaDefinition"), label)
         except _LookupFailed as err:
             _remember(key, err)
-            raise RecordError(f"{what}: {err.reason}", "decode") from None
+            raise RecordError(f"{what}: {err.reason}", FailureKind.DECODE) from None
         except NoTimeLeft as err:  # not remembered: Glue may be fine
-            raise RecordError(f"{what}: {label}: {err}", "decode") from None
+            raise RecordError(f"{what}: {label}: {err}", FailureKind.DECODE) from None
         log.info("%s fetched from AWS Glue", label)
         _glue_cache[version_id] = schema
         return schema
@@ -261,7 +261,8 @@ class GlueRegistry:
 
             from handler import aws_calls
         except ImportError:  # the Lambda runtime ships boto3; elsewhere it is the `aws` extra
-            raise RecordError(f"{label} needs boto3 for AWS Glue: pip install 'influx-sink[aws]'", "config") from None
+            raise RecordError(f"{label} needs boto3 for AWS Glue: pip install 'influx-sink[aws]'",
+                              FailureKind.CONFIG) from None
 
         endpoint = os.environ.get("AWS_ENDPOINT_URL_GLUE") or os.environ.get("AWS_ENDPOINT_URL")
         try:
