@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import Protocol, overload
 
 from handler.deadline import MIN_WAIT_S
 from handler.errors import WriteError
@@ -37,6 +37,35 @@ class LineProtocolWriter(Protocol):
     def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None: ...
 
     def close(self) -> None: ...
+
+
+class _Picked(Sequence[str]):
+    """Lines ``idxs`` of ``lines``, without copying them: a protocol that sends a ready body never
+    looks at them."""
+
+    __slots__ = ("idxs", "lines")
+
+    def __init__(self, lines: Sequence[str], idxs: list[int]) -> None:
+        self.lines = lines
+        self.idxs = idxs
+
+    def __len__(self) -> int:
+        return len(self.idxs)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self.lines[j] for j in self.idxs[i]]
+        return self.lines[self.idxs[i]]
+
+    def __iter__(self) -> Iterator[str]:
+        lines = self.lines
+        return (lines[j] for j in self.idxs)
 
 
 def request_body(lines: Sequence[str]) -> bytes:
@@ -156,7 +185,7 @@ def send_lines(proto: LineProtocolWriter, lines: Sequence[str], idxs: list[int],
     sent.requests += 1
     if at is not None and at - time.monotonic() <= MIN_WAIT_S:
         raise WriteError("no time left in this invocation for the write", retryable=False)
-    answer = proto.send([lines[i] for i in idxs], body, at)
+    answer = proto.send(_Picked(lines, idxs), body, at)
     if answer.status in (200, 204):
         return
     if not about_points(answer):
