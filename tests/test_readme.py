@@ -79,7 +79,7 @@ def test_retry_does_not_retry_what_resending_cannot_fix(sink_env: Callable[..., 
 
 
 def test_the_cli_commands_the_readme_names_exist() -> None:
-    from handler import cli
+    from influx_sink_tools import cli
 
     parser = cli.build_parser()
     (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
@@ -126,8 +126,7 @@ def test_what_the_scripts_need_is_what_they_check() -> None:
 
 def test_the_demo_table_in_the_readme_is_what_the_demo_prints() -> None:
     """The sample `select * from influxMeasure` is laid out by the demo's own function."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import demo
+    from influx_sink_tools import demo
 
     shown = README[README.index("```\nname: influxMeasure\n") + 4:]
     shown = shown[:shown.index("```")].rstrip("\n")

@@ -97,9 +97,10 @@ def test_readme_settings_table_is_current():
 
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text(encoding="utf-8")
-    table = subprocess.run([sys.executable, str(root / "scripts" / "settings_table.py")], check=True,
+    table = subprocess.run([sys.executable, "-m", "influx_sink_tools.settings_table"], check=True, cwd=root,
                            capture_output=True, text=True).stdout
-    assert table.strip() in readme, "README's settings table is stale: run python scripts/settings_table.py"
+    assert table.strip() in readme, (
+        "README's settings table is stale: run python -m influx_sink_tools.settings_table")
     assert all(f"`{s.key}`" in readme for s in SPECS)
 
 
