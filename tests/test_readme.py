@@ -8,7 +8,6 @@ tests/test_cli.py; KCQL examples and quoted errors: tests/test_docs.py) is not r
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable
 
