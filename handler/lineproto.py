@@ -189,12 +189,13 @@ def field_writer(known: dict[str, str], learn: Callable[[str], str], other: Othe
 
     ``known`` maps a name to its escaped ``key=`` text, or to "" for a name left out; ``learn``
     is asked for a name not in it. A null is no field; a float that is not finite is left out and
-    counted; an integer outside int64 fails the record. This loop runs for every field of every
+    counted; an integer outside int64 fails the record; an aware datetime is its epoch
+    milliseconds. This loop runs for every field of every
     record, so the four types are told apart by ``type(v) is`` and the rest go to ``other``.
     Names may repeat in ``out`` (an object flattened next to a field of the same name):
     ``unique_fields`` keeps the last value of each at its first place.
     """
-    get = known.get
+    get, datetime = known.get, _dt.datetime
 
     def put(out: list[str], items: Iterable[tuple[str, Any]]) -> None:
         for k, v in items:
@@ -219,6 +220,8 @@ def field_writer(known: dict[str, str], learn: Callable[[str], str], other: Othe
                 out.append(f"{ke}{v}i")
             elif t is bool:
                 out.append(ke + ("true" if v else "false"))
+            elif t is datetime:  # Avro's timestamp-millis and -micros, on every record that has one
+                out.append(f"{ke}{datetime_ms(v)}i")
             elif v is not None:
                 other(out, k, v)
 
@@ -241,7 +244,7 @@ def _key_end(text: str) -> int:
 
 def unique_fields(out: list[str]) -> list[str]:
     """``out`` with one text per field key: a later value of a key replaces the earlier one at
-    its place, as a dict does (InfluxDB would keep either, unpredictably)."""
+    its place, as in a dict, so a line never holds a key twice."""
     by_key: dict[str, str] = {}
     for text in out:
         by_key[text[:_key_end(text)]] = text
@@ -339,6 +342,11 @@ def datetime_ns(value: _dt.datetime) -> int:
     return (value - _EPOCH) // _ONE_US * 1000
 
 
+def datetime_ms(value: _dt.datetime) -> int:
+    """An aware datetime as a field stores it: epoch milliseconds, floored."""
+    return datetime_ns(value) // 1_000_000
+
+
 def parse_iso(text: str) -> int:
     """An ISO-8601 instant with a zone → epoch nanoseconds, keeping all nine fraction digits."""
     m = _ISO_RE.match(text.strip())
@@ -368,11 +376,14 @@ def timestamp_reader(what: str, factor: int, float_factor: int) -> Callable[[Any
     (epoch seconds by default), computed exactly from their shortest repr; text that is not
     digits is an ISO-8601 instant with a zone; datetimes need a zone; a date is its midnight UTC.
     """
+    datetime = _dt.datetime
 
     def read(value: Any) -> int:
         t = type(value)
         if t is int:
             ns = value * factor
+        elif t is datetime:
+            ns = datetime_ns(value)
         elif t is float:
             if not math.isfinite(value):
                 raise RecordError(f"timestamp '{what}' is {value}")

@@ -28,7 +28,7 @@ from handler.lineproto import (
     Other,
     Point,
     PutFields,
-    datetime_ns,
+    datetime_ms,
     escape_measurement,
     field_key_eq,
     field_writer,
@@ -198,21 +198,24 @@ class _FieldKeys:
 
 
 class _StatementState:
-    """Per-statement mutable bits: the warn-once flag, a count of values flattened (a record that
-    flattens one may repeat a field name) and the field names that cannot be carried."""
+    """Per-statement mutable bits: the warn-once flag, the field names that cannot be carried,
+    and ``unusual``: what the current record did that its line must be checked for (a value
+    flattened, so a field name may repeat; a name that cannot be carried). Empty for most
+    records, so one test of it per record is all they pay."""
 
-    __slots__ = ("flattened", "statement", "unencodable", "unencodable_errors", "warned_time")
+    __slots__ = ("statement", "unencodable", "unencodable_errors", "unusual", "warned_time")
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self.warned_time = False
-        self.flattened = 0
         self.unencodable: dict[str, int] = {}
         self.unencodable_errors: list[RecordError] = []
+        self.unusual: list[str] = []
 
     def placeholder(self, name: str, err: RecordError) -> str:
         """``key=`` text standing for a name that cannot be carried: NUL (never in a written key)
         and the name's number, so equal names stay equal and different ones apart."""
+        self.unusual.append("unencodable")
         n = self.unencodable.get(name)
         if n is None:
             n = self.unencodable[name] = len(self.unencodable_errors)
@@ -225,12 +228,20 @@ class _StatementState:
             log.warning("a field named 'time' is left out: InfluxDB reserves it; select it with an "
                         "alias to keep it (statement: %s)", self.statement.text)
 
-    def first_unencodable(self, out: list[str]) -> RecordError | None:
-        """The error of the first field, in field order, whose name cannot be carried."""
-        found = next((self.unencodable_errors[int(t[1:t.index("=")])] for t in out if t[0] == "\x00"), None)
-        self.unencodable.clear()
-        self.unencodable_errors.clear()
-        return found
+    def settle(self, out: list[str]) -> list[str] | RecordError:
+        """A line's fields after an unusual record: each name once; or the error of the first
+        field, in field order, whose name cannot be carried."""
+        flattened, unencodable = "flattened" in self.unusual, "unencodable" in self.unusual
+        self.unusual.clear()  # in place: the statement's line function holds this list
+        if flattened:
+            out = unique_fields(out)
+        if unencodable:
+            found = next((self.unencodable_errors[int(t[1:t.index("=")])] for t in out if t[0] == "\x00"), None)
+            self.unencodable.clear()
+            self.unencodable_errors.clear()
+            if found is not None:
+                return found
+        return out
 
 
 def _storable(name: str, value: Any) -> Any:
@@ -248,7 +259,7 @@ def _storable(name: str, value: Any) -> Any:
         except (ValueError, OverflowError):  # a signalling NaN Decimal
             raise RecordError(f"field {name!r}: {shown(value)} is not a number InfluxDB can store") from None
     if isinstance(value, _dt.datetime):
-        return datetime_ns(value) // 1_000_000
+        return datetime_ms(value)
     if isinstance(value, _dt.date):
         return (value - _dt.date(1970, 1, 1)).days * 86_400_000
     if isinstance(value, _dt.time):
@@ -265,10 +276,10 @@ def _nested(keys: _FieldKeys, state: _StatementState, stats: Stats) -> tuple[Oth
 
     def other(out: list[str], name: str, value: Any) -> None:
         if isinstance(value, dict):
-            state.flattened += 1
+            state.unusual.append("flattened")
             put(out, [(f"{name}_{k}", v) for k, v in value.items()])
         elif isinstance(value, list | tuple):
-            state.flattened += 1
+            state.unusual.append("flattened")
             put(out, [(f"{name}{i}", v) for i, v in enumerate(value)])
         else:
             put(out, ((name, _storable(name, value)),))
@@ -308,7 +319,7 @@ def _wildcard_writer(field: SelectField, ignored: frozenset[tuple[str, ...]], st
 
     def other_top(out: list[str], name: str, value: Any) -> None:
         if type(value) is dict and (name,) in prefixes:
-            state.flattened += 1
+            state.unusual.append("flattened")
             put_filtered(out, name, (name,), value)
         else:
             other(out, name, value)
@@ -369,8 +380,10 @@ class _Tag:
                 self.const_error = err
 
     def read(self, ctx: Context) -> str | RecordError | None:
-        """``pair`` of the value at the tag's path (the key, a header: decoded on first use)."""
-        assert self.get is not None
+        """``pair`` of the value at the tag's path (the key, a header: decoded on first use);
+        for a constant, why it cannot be carried."""
+        if self.get is None:
+            return self.const_error
         try:
             v = self.get(ctx)
         except RecordError as err:
@@ -497,23 +510,22 @@ class CompiledStatement:
         read_time = timestamp_reader(statement.timestamp.text if statement.timestamp else "",
                                      (unit or TimeUnit.MILLISECONDS).nanos, (unit or TimeUnit.SECONDS).nanos)
         static_tags = "".join(t.const for t in tags if t.const) if all(t.const for t in tags) else None
-        static_head: str | None = None
-        head_error: RecordError | None = None
+        static_head = ""
+        static_late: RecordError | None = None  # a measurement that cannot be carried fails every record
         try:
             static_head = escape_measurement(measurement)
         except RecordError as err:
-            head_error = err
-        unencodable = state.unencodable
-
-        # The tags as tuples, read without attribute look-ups: (pair text of a constant, its error,
-        # top-level name, whether a Context getter reads it, the pairs known per value, the tag).
-        steps = tuple((t.const, t.const_error, t.top, t.get is not None, t.pairs, t) for t in tags)
+            static_late = err
+        unusual = state.unusual
+        # The tags as tuples, read without attribute look-ups: (the ``,k=v`` text of a constant,
+        # the top-level name a tag reads from the value, the pairs known per value, the tag);
+        # a tag with neither reads through a Context or is a constant that cannot be carried.
+        steps = tuple((t.const, t.top, t.pairs, t) for t in tags)
         star = self.star
 
         def line(ctx: Context | None, value: Any) -> str | RecordError:
             obj = type(value) is dict
             out: list[str] = []
-            flattened = state.flattened
             if star is not None and obj:
                 star(out, value.items())
             elif single is not None:
@@ -523,53 +535,56 @@ class CompiledStatement:
                     write(ctx, value, out)
             if not out:
                 raise RecordError(_NO_FIELDS)
-            if may_repeat or state.flattened != flattened:
-                out = unique_fields(out)
-            late: RecordError | None = None  # the first tag that line protocol cannot carry
+            late = static_late if target is None else None  # the first name line protocol cannot carry
             if static_tags is not None:
                 tags_text = static_tags
             else:
                 tags_text = ""
-                for const, const_error, top, by_ctx, pairs, tag in steps:
+                for const, top, pairs, tag in steps:
                     if const is not None:
                         tags_text += const
                         continue
-                    if const_error is not None:
-                        late = late or const_error
-                        continue
-                    if by_ctx:
-                        pair = tag.read(ctx)  # type: ignore[arg-type]
-                    else:
+                    if top is not None:
                         v = value.get(top, MISSING) if obj else MISSING
-                        pair = (pairs.get(v) or tag.pair(v)) if type(v) is str else tag.pair(v)
-                    if type(pair) is str:
-                        tags_text += pair
-                    elif pair is not None:
-                        late = late or pair  # type: ignore[assignment]
-            head, head_late = static_head, head_error
+                        if type(v) is str:
+                            pair = pairs.get(v)
+                            if pair is not None:
+                                tags_text += pair
+                                continue
+                        found = tag.pair(v)
+                    else:
+                        found = tag.read(ctx)  # type: ignore[arg-type]
+                    if type(found) is str:
+                        tags_text += found
+                    elif found is not None:
+                        late = late or found  # type: ignore[assignment]
+            head = static_head
             if target is not None:
-                found = target(ctx)  # type: ignore[arg-type]
-                if found is not MISSING and found is not None:
+                named = target(ctx)  # type: ignore[arg-type]
+                if named is MISSING or named is None:
+                    late = static_late or late
+                else:
                     try:
-                        name = tag_text(found) or measurement
+                        name = tag_text(named) or measurement
                     except RecordError as err:
                         raise RecordError(f"WITHTARGET: {err.reason}", err.kind) from None
                     try:
-                        head, head_late = escape_measurement(name), None
+                        head = escape_measurement(name)
                     except RecordError as err:
-                        head_late = err
+                        late = err  # the measurement is named before the tags
             if ts_top is not None:
                 ns = read_time(value.get(ts_top, MISSING) if obj else MISSING)
             elif ts_get is not None:
                 ns = read_time(ts_get(ctx))  # type: ignore[arg-type]
             else:
                 ns = sys_time_ns()
-            if head_late is not None or late is not None:
-                return head_late or late  # type: ignore[return-value]
-            if unencodable:
-                bad = state.first_unencodable(out)
-                if bad is not None:
-                    return bad
+            if late is not None:
+                return late
+            if unusual or may_repeat:
+                settled = state.settle(out)
+                if type(settled) is not list:
+                    return settled  # type: ignore[return-value]
+                out = settled
             return f"{head}{tags_text} {','.join(out)} {ns}"
 
         return line
