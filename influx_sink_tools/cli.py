@@ -464,20 +464,23 @@ def _offline_decoder(settings: Any, schemas: OfflineSchemas) -> Any:
     return OfflineDecoder.from_settings(settings)
 
 
-def _dry_run_writer() -> Any:
-    """A writer that keeps the lines the handler hands it, in order, and stores them nowhere."""
-    from handler.influx import HttpTarget, LineWriter
+class _KeepLines:
+    """A protocol that keeps the lines of each request, in order, answers "stored" and sends nothing."""
 
-    class KeepLines(LineWriter):
-        def __init__(self) -> None:
-            super().__init__(HttpTarget(DRY_RUN_TARGET["CONNECT_INFLUX_URL"]))
-            self.kept: list[str] = []
+    def __init__(self) -> None:
+        self.kept: list[str] = []
 
-        def _send(self, lines: Sequence[str], read_timeout: float | None) -> tuple[int, str, float | None]:
-            self.kept.extend(lines)
-            return 204, "", None
+    def send(self, lines: Sequence[str], body: bytes | None, at: float | None) -> Any:
+        from handler.write.transport import Answer
 
-    return KeepLines()
+        self.kept.extend(lines)
+        return Answer(204, "")
+
+    def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
+        """Nothing to authenticate to."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 @contextlib.contextmanager
@@ -520,7 +523,10 @@ def dry_run(event: Any, environ: Mapping[str, str], schemas: Mapping[str, Any] |
         records = parse_event(event)
     except EventError as err:
         raise UsageError(str(err)) from None
-    writer = _dry_run_writer()
+    from handler.write.schedule import Writer
+
+    keep = _KeepLines()
+    writer = Writer(keep)
     policy = settings.error_policy
     failures: list[Failure]
     with _quiet_delivery_log():
@@ -530,8 +536,8 @@ def dry_run(event: Any, environ: Mapping[str, str], schemas: Mapping[str, Any] |
             failures, response, written = err.failures, None, 0
             error: BatchFailed | None = err
         else:
-            failures, response, written, error = result.failures, result.response, len(writer.kept), None
-    for line in writer.kept:
+            failures, response, written, error = result.failures, result.response, len(keep.kept), None
+    for line in keep.kept:
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
     for f in failures:

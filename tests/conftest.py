@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from influx_sink_tools import local_influxdb, local_moto
 from influx_sink_tools.eventgen import Rec, build_event
 
 ROOT = Path(__file__).resolve().parent.parent
-# transition shim: removed when the redesign lands (modules still doing `import local_registry`)
-sys.path.insert(0, str(ROOT / "scripts"))
 
 _db_counter = itertools.count()
 

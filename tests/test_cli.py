@@ -523,7 +523,7 @@ def test_subcommands_are_registered() -> None:
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     names = set(action.choices)
     assert {"kcql", "event", "invoke", "frame"} <= names
-    assert ("consume" in names) == (Path(ROOT, "handler", "consume.py").exists())
+    assert ("consume" in names) == (Path(ROOT, "influx_sink_tools", "consume.py").exists())
 
 
 def _actions(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.Action]]:

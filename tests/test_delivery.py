@@ -12,15 +12,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import local_influxdb
 import pytest
 
 from handler import app
 from handler.delivery import run_batch
 from handler.errors import BatchFailed
-from handler.eventgen import Rec, build_event
 from handler.records import parse_event
 from handler.runtime import Runtime, build
+from influx_sink_tools import local_influxdb
+from influx_sink_tools.eventgen import Rec, build_event
 from tests.conftest import query_points
 
 pytestmark = pytest.mark.influx

@@ -14,9 +14,9 @@ import pytest
 
 from handler import app
 from handler.delivery import run_batch
-from handler.eventgen import Rec, build_event
 from handler.records import parse_event
 from handler.runtime import build
+from influx_sink_tools.eventgen import Rec, build_event
 from tests.conftest import json_event
 
 KCQL = "INSERT INTO m SELECT * FROM t WITHTIMESTAMP _timestamp"

@@ -16,9 +16,9 @@ import pytest
 
 from handler.delivery import run_batch
 from handler.errors import BatchFailed
-from handler.eventgen import Rec, build_event
 from handler.records import parse_event
 from handler.runtime import Runtime, build
+from influx_sink_tools.eventgen import Rec, build_event
 from tests.conftest import query_points
 
 pytestmark = pytest.mark.influx

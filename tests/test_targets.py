@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import local_influxdb
 import pytest
 
 from handler import app
@@ -20,6 +19,7 @@ from handler.errors import BatchFailed
 from handler.write.protocol import V1Protocol
 from handler.write.schedule import Writer
 from handler.write.transport import HttpTarget
+from influx_sink_tools import local_influxdb
 from tests.conftest import json_event, query_points
 
 pytestmark = pytest.mark.influx
