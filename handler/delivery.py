@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from handler.errors import BatchFailed, Failure, RecordError, WriteError
+from handler.errors import BatchFailed, ErrorPolicy, Failure, FailureKind, RecordError, WriteError
 from handler.mapping import Plan
 from handler.records import KafkaRecord
 from handler.write.schedule import Writer, WriteReport, WriteSession
@@ -119,7 +119,7 @@ class BatchResult:
             {"itemIdentifier": {"partition": r.partition_id, "offset": r.offset}} for r in self.reported]}
 
 
-def _failure(record: KafkaRecord, reason: str, kind: str) -> Failure:
+def _failure(record: KafkaRecord, reason: str, kind: FailureKind) -> Failure:
     return Failure(record.topic, record.partition, record.offset, reason, kind)
 
 
@@ -135,7 +135,7 @@ def _lines_of(record: KafkaRecord, lines_of: Any) -> list[str]:
 
 def _record_failure(record: KafkaRecord, err: RecordError | UnicodeEncodeError) -> Failure:
     if isinstance(err, UnicodeEncodeError):
-        return _failure(record, f"text is not valid Unicode ({err.reason})", "encode")
+        return _failure(record, f"text is not valid Unicode ({err.reason})", FailureKind.ENCODE)
     return _failure(record, err.reason, err.kind)
 
 
@@ -153,8 +153,8 @@ def _unexpected_failure(record: KafkaRecord, err: Exception) -> Failure:
     detail = str(err)
     detail = detail if len(detail) <= 200 else detail[:197] + "..."
     if isinstance(err, RecursionError):
-        return _failure(record, "the record is nested too deeply to be decoded and mapped", "decode")
-    return _failure(record, f"cannot be mapped: {type(err).__name__}: {detail}", "mapping")
+        return _failure(record, "the record is nested too deeply to be decoded and mapped", FailureKind.DECODE)
+    return _failure(record, f"cannot be mapped: {type(err).__name__}: {detail}", FailureKind.MAPPING)
 
 
 def map_records(records: Sequence[KafkaRecord], plan: Plan,
@@ -319,17 +319,17 @@ def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool) 
         session.wait()
 
 
-def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy: str, *,
+def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy: ErrorPolicy, *,
               deadline: float | None = None, retry_interval: float = 1.0) -> BatchResult:
     """Map, write and report one batch under ``policy`` (THROW, RETRY or NOOP)."""
     result = BatchResult(received=len(records))
     stats = plan.stats
     tomb0, nonfin0 = stats.tombstones, stats.non_finite
     batch = _Batch(records, plan)
-    retry = policy == "RETRY"
-    if policy == "THROW" or (retry and not _ascending(records)):
+    retry = policy == ErrorPolicy.RETRY
+    if policy == ErrorPolicy.THROW or (retry and not _ascending(records)):
         batch.map(0, len(records), incremental_cut=False)
-        if batch.failures and policy == "THROW":
+        if batch.failures and policy == ErrorPolicy.THROW:
             result.failures = batch.failures
             raise BatchFailed(batch.failures, written=0)
         if retry:
@@ -359,7 +359,7 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
         result.written_records = batch.with_lines
         result.points = len(owner)
 
-    if policy == "THROW" and failures:
+    if policy == ErrorPolicy.THROW and failures:
         raise BatchFailed(failures, written=result.written_records)
     if retry:
         first = first_failed_offsets(batch.coordinates(batch.failed | unwritten))
@@ -382,7 +382,7 @@ def _apply_report(batch: _Batch, report: WriteReport, skipped: Iterable[int], fa
         i = owner[line_idx]
         if i not in unwritten:
             unwritten.add(i)
-            failures.append(_failure(records[i], f"InfluxDB rejected the point: {message}", "rejected"))
+            failures.append(_failure(records[i], f"InfluxDB rejected the point: {message}", FailureKind.REJECTED))
     for line_idx in sorted(skipped):
         unwritten.add(owner[line_idx])  # RETRY only: reported with the refused record before it
     if report.error is not None and report.unwritten_from is not None:
@@ -390,5 +390,5 @@ def _apply_report(batch: _Batch, report: WriteReport, skipped: Iterable[int], fa
         for i in dict.fromkeys(owner[report.unwritten_from:]):
             if i not in unwritten:
                 unwritten.add(i)
-                failures.append(_failure(records[i], f"not written: {report.error.reason}", "write"))
+                failures.append(_failure(records[i], f"not written: {report.error.reason}", FailureKind.WRITE))
     return unwritten

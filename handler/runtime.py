@@ -15,13 +15,12 @@ from typing import TypedDict
 
 from handler.decode import Decoder
 from handler.mapping import Plan
-from handler.settings import Settings, load
+from handler.settings import SSM_PATH_ENV, InfluxVersion, Settings, load
 from handler.write.protocol import LineProtocolWriter, V1Protocol
 from handler.write.schedule import Writer
 from handler.write.transport import HttpTarget, url_credentials
 
 log = logging.getLogger(__name__)
-SSM_PATH_ENV = "CONNECT_INFLUX_SSM_PATH"
 
 
 @dataclass
@@ -51,7 +50,7 @@ def _protocol(settings: Settings) -> LineProtocolWriter:
                            read_timeout=settings.read_timeout_ms / 1000, verify=settings.ssl_verify,
                            ca_bundle=settings.ssl_ca_bundle, gzip=settings.gzip)
     # load() refuses a target without its database or bucket, so the ``or ""`` never applies.
-    if settings.version in ("2", "3"):
+    if settings.version in (InfluxVersion.V2, InfluxVersion.V3):
         from handler.write.protocol import V2Protocol
         from handler.write.transport import ClientTarget
 
