@@ -1,9 +1,9 @@
 """Cold start as Lambda runs it: part 2 of bench/run.py; runs alone too (``.venv/bin/python bench/cold.py``).
 
 Each run is a fresh execution environment, started as the python3.12 runtime starts one
-(tests/lambda_sandbox.py): ``python3.12 -S -m awslambdaric <handler>`` with the task root and the
+(influx_sink_tools/lambda_sandbox.py): ``python3.12 -S -m awslambdaric <handler>`` with the task root and the
 /var/runtime stand-in (awslambdaric, boto3) read-only, so no bytecode cache can be written, and a
-Runtime API on loopback (tests/lambda_runtime_api.py) that already holds the event. A run is timed
+Runtime API on loopback (influx_sink_tools/lambda_runtime_api.py) that already holds the event. A run is timed
 from just before the process is spawned to the moment its first response reaches the Runtime API,
 and split at the process's first ``GET /invocation/next``: *init* (interpreter, runtime client,
 handler module import) and *invoke* (the event handed out until its response arrived).
@@ -38,9 +38,9 @@ for p in (BENCH, ROOT):
 
 import workload  # noqa: E402
 
+from influx_sink_tools import lambda_sandbox as sandbox  # noqa: E402
 from influx_sink_tools import local_influxdb  # noqa: E402
-from tests import lambda_sandbox as sandbox  # noqa: E402
-from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI  # noqa: E402
+from influx_sink_tools.lambda_runtime_api import OutcomeKind, RuntimeAPI  # noqa: E402
 
 KINDS = ("hello-boto3", "handler", "handler-no-bytecode")
 HELLO = '''"""Hello world: what a function that only imports boto3 costs at cold start."""

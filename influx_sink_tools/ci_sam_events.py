@@ -3,8 +3,8 @@
 Called by scripts/ci_sam.sh: ``.venv/bin/python -m influx_sink_tools.ci_sam_events WORK PY312 BUILD RUNTIME_DIR``.
 Each event goes to the package under AWS's runtime interface client (``python3.12 -S -m awslambdaric
 handler.app.lambda_handler``, read-only task root, awslambdaric and boto3 from RUNTIME_DIR, the
-/var/runtime stand-in) through a Runtime API on loopback (tests/lambda_sandbox.py,
-tests/lambda_runtime_api.py), against a real InfluxDB (influx_sink_tools.local_influxdb) with
+/var/runtime stand-in) through a Runtime API on loopback (influx_sink_tools/lambda_sandbox.py,
+influx_sink_tools/lambda_runtime_api.py), against a real InfluxDB (influx_sink_tools.local_influxdb) with
 events/env.json pointed at it. msk-*.json and self-managed-*.json need nothing else;
 events/payload-*.json also get what docs/payloads.md's "Sample events" table says they need (the
 PAYLOAD table below mirrors it, and is checked against it):
@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from influx_sink_tools import local_influxdb, local_moto, local_registry
-from tests import lambda_sandbox
-from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI, RuntimeAPIError
+from influx_sink_tools import lambda_sandbox, local_influxdb, local_moto, local_registry
+from influx_sink_tools.lambda_runtime_api import OutcomeKind, RuntimeAPI, RuntimeAPIError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMAS = os.path.join(ROOT, "events", "schemas")

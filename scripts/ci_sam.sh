@@ -104,20 +104,20 @@ assert not bad, bad
 # What the Lambda runtime ships besides the function's package: its runtime interface client
 # (awslambdaric) and boto3/botocore (with jmespath, python-dateutil, urllib3, s3transfer and six), on
 # sys.path after the package (/var/runtime comes after /var/task). pyenv's 3.12 has none of them, so
-# this folder stands in for the runtime's copy (tests/lambda_sandbox.py pins the versions); the build
+# this folder stands in for the runtime's copy (influx_sink_tools/lambda_sandbox.py pins the versions); the build
 # itself must not carry boto3. Installed once by the runtime's Python and kept in .tools/ (gitignored).
 PROVIDED="$ROOT/.tools/runtime-provided"
-.venv/bin/python -m tests.lambda_sandbox runtime-dir "$PROVIDED" --python "$PY312" \
+.venv/bin/python -m influx_sink_tools.lambda_sandbox runtime-dir "$PROVIDED" --python "$PY312" \
   || die "the runtime-provided folder $PROVIDED (awslambdaric, boto3)"
 
-.venv/bin/python -m tests.lambda_sandbox check-bytecode "$BUILD" || die "the package's bytecode"
+.venv/bin/python -m influx_sink_tools.lambda_sandbox check-bytecode "$BUILD" || die "the package's bytecode"
 
 runtime_python -c '
 import importlib.util
 assert importlib.util.find_spec("boto3") is None, "boto3 is in the build (the Lambda runtime provides it)"
 ' || die "the package bundles boto3"
 
-step "the built artifact under awslambdaric ($(.venv/bin/python -m tests.lambda_sandbox readonly-mode)) on every sample event"
+step "the built artifact under awslambdaric ($(.venv/bin/python -m influx_sink_tools.lambda_sandbox readonly-mode)) on every sample event"
 .venv/bin/python -m influx_sink_tools.ci_sam_events "$work" "$PY312" "$BUILD" "$PROVIDED" || die "the built artifact on the sample events"
 
 printf '\nci_sam: all SAM checks passed\n'

@@ -1,6 +1,6 @@
 """What ``sam build`` packages: the function's package, kcql/ and the runtime dependencies, nothing else.
 
-The artifact is built by the Makefile as sam runs it (tests/lambda_sandbox.py's ``build_artifact``,
+The artifact is built by the Makefile as sam runs it (influx_sink_tools/lambda_sandbox.py's ``build_artifact``,
 or the build named by INFLUX_SINK_ARTIFACT). Every top-level entry besides handler/ and kcql/ must
 belong to a distribution that pip installed for pyproject.toml's ``dependencies`` (by the
 distributions' own Requires-Dist). No module of handler/ or kcql/ may import the developer tools:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import lambda_sandbox as sandbox
+from influx_sink_tools import lambda_sandbox as sandbox
 from tests.conftest import ROOT
 
 FUNCTION_PACKAGES = ("handler", "kcql")

@@ -2,8 +2,8 @@
 
 The package is built once per session by the Makefile (what ``sam build`` runs), then started as
 ``python3.12 -S -m awslambdaric handler.app.lambda_handler`` with a read-only task root, awslambdaric
-and boto3 from a stand-in for the runtime's /var/runtime (tests/lambda_sandbox.py), and a Runtime API
-on loopback (tests/lambda_runtime_api.py: a stand-in, since AWS's emulator is a downloaded binary).
+and boto3 from a stand-in for the runtime's /var/runtime (influx_sink_tools/lambda_sandbox.py), and a Runtime API
+on loopback (influx_sink_tools/lambda_runtime_api.py: a stand-in, since AWS's emulator is a downloaded binary).
 Events go through that API; InfluxDB is the real one of tests/conftest.py.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
+from influx_sink_tools import lambda_sandbox as sandbox
 from influx_sink_tools import local_influxdb
-from tests import lambda_sandbox as sandbox
+from influx_sink_tools.lambda_runtime_api import OutcomeKind, RuntimeAPI
 from tests.conftest import ROOT, json_event, query_points
-from tests.lambda_runtime_api import OutcomeKind, RuntimeAPI
 
 pytestmark = pytest.mark.influx
 

@@ -16,8 +16,8 @@
 
 Command line (used by scripts/ci_sam.sh)::
 
-    python -m tests.lambda_sandbox runtime-dir DIR     # create or check the /var/runtime stand-in
-    python -m tests.lambda_sandbox check-bytecode DIR  # every .py has its unchecked-hash .pyc
+    python -m influx_sink_tools.lambda_sandbox runtime-dir DIR     # create or check the /var/runtime stand-in
+    python -m influx_sink_tools.lambda_sandbox check-bytecode DIR  # every .py has its unchecked-hash .pyc
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def bytecode_problems(root: Path) -> list[str]:
     The source hash is keyed by the interpreter's magic number, so this runs under the runtime's Python.
     """
     if sys.version_info[:2] != RUNTIME_VERSION:
-        code = ("import sys, pathlib; from tests.lambda_sandbox import bytecode_problems; "
+        code = ("import sys, pathlib; from influx_sink_tools.lambda_sandbox import bytecode_problems; "
                 "print('\\n'.join(bytecode_problems(pathlib.Path(sys.argv[1]))))")
         proc = subprocess.run([python312(), "-S", "-c", code, str(root)], cwd=ROOT, capture_output=True, text=True,
                               check=True)
