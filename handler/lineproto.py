@@ -50,7 +50,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from handler.errors import RecordError
 from handler.records import MISSING
@@ -168,10 +168,12 @@ def shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class Counts(Protocol):
-    """Where a ``field_writer`` counts the values it leaves out on purpose."""
+if TYPE_CHECKING:  # a Protocol class costs its creation on every cold start; only mypy needs it
 
-    non_finite: int
+    class Counts(Protocol):
+        """Where a ``field_writer`` counts the values it leaves out on purpose."""
+
+        non_finite: int
 
 
 # What a ``field_writer`` does with a value that is not one of the four field types: the caller's

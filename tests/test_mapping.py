@@ -1,4 +1,4 @@
-"""Sections 2–7 of kcql-mapping.md: every rule and every [differs] item.
+"""Every mapping rule of docs/kcql.md, including where the sink differs from the Stream Reactor sink.
 
 Most tests go end to end: a Kafka event through ``handler.app.lambda_handler`` into the real
 InfluxDB, read back. Rules that InfluxDB cannot show (types the JSON decoder never yields,
@@ -114,7 +114,7 @@ def compiled_point(kcql: str, value: dict[str, Any]) -> Point:
     return point_of(line)
 
 
-# ================================================================ section 2: paths
+# ================================================================ paths
 
 
 def test_nested_key_paths(sink_env, influx, db):
@@ -217,7 +217,7 @@ def test_the_key_is_decoded_only_when_a_statement_uses_it():
     assert CountingDecoder.keys == 1  # once per record, shared by the statements
 
 
-# ================================================================ section 3: SELECT
+# ================================================================ SELECT
 
 
 def test_selected_field_named_by_alias_or_last_segment(sink_env, influx, db):
@@ -334,7 +334,7 @@ def test_a_point_with_no_fields_fails_the_record(sink_env, influx, db):
     assert failure(11, reason) in msg and failure(12, reason) in msg
 
 
-# ================================================================ section 4: types
+# ================================================================ types
 
 
 def test_json_types(sink_env, influx, db):
@@ -384,7 +384,7 @@ def test_types_the_json_decoder_never_yields():
     assert info.value.reason == "field 'obj': values of type object cannot be written"
 
 
-# ================================================================ section 5: tags
+# ================================================================ tags
 
 
 def test_tag_named_by_last_segment_and_renamed(sink_env, influx, db):
@@ -450,7 +450,7 @@ def test_time_field_and_tag_are_left_out_with_one_warning_per_statement(sink_env
     assert sum("tag 'time' is left out" in w for w in warnings) == 1
 
 
-# ================================================================ section 6: measurement
+# ================================================================ measurement
 
 
 def test_withtarget_uses_the_value_and_falls_back_to_the_insert_name(sink_env, influx, db):
@@ -473,7 +473,7 @@ def test_withtarget_object_fails():
         "WITHTARGET: a list cannot be a tag value"
 
 
-# ================================================================ section 7: timestamps
+# ================================================================ timestamps
 
 T_MS = 1_569_370_313_870
 
@@ -586,7 +586,7 @@ def test_sys_time_is_now_and_never_repeats_within_a_batch(sink_env, influx, db):
     assert before <= min(times) and max(times) <= after + 100
 
 
-# ================================================================ section 1: topics and statements
+# ================================================================ topics and statements
 
 
 def test_record_whose_topic_has_no_statement_fails(sink_env, influx, db):
