@@ -364,10 +364,11 @@ class _Tag:
     """One tag of a statement, in key order: a constant (its ``,k=v`` text, or why it cannot be
     written) or a path, whose pairs are kept per value."""
 
-    __slots__ = ("const", "const_error", "get", "name", "pairs", "top")
+    __slots__ = ("const", "const_error", "get", "name", "pairs", "path_text", "top")
 
     def __init__(self, name: str, const: str | None, path: Path | None) -> None:
         self.name = name
+        self.path_text = path.text if path is not None else ""
         self.const: str | None = None
         self.const_error: RecordError | None = None
         self.top = _top_level(path)
@@ -516,6 +517,7 @@ class CompiledStatement:
             static_head = escape_measurement(measurement)
         except RecordError as err:
             static_late = err
+        self.static_ok = static_late is None
         unusual = state.unusual
         # The tags as tuples, read without attribute look-ups: (the ``,k=v`` text of a constant,
         # the top-level name a tag reads from the value, the pairs known per value, the tag);
@@ -590,37 +592,44 @@ class CompiledStatement:
         return line
 
     def describe(self) -> list[str]:
-        """What the statement compiles to, one line per part (for ``influx-sink kcql``)."""
-        return describe_compiled(self.statement)
+        """What the statement compiled to: the template of its line, what each record's mapping
+        reads, and what fails every record (for ``influx-sink kcql``)."""
+        st = self.statement
+        if st.target is not None:
+            head = f"{{{st.target.text}, else {st.measurement}}}"
+        elif self.static_ok:
+            head = escape_measurement(st.measurement)
+        else:
+            head = f"{{{st.measurement!r}: cannot be written}}"
+        tags = "".join(t.const if t.const else f",{t.name}={{{t.path_text}}}" for t in self.tags
+                       if t.const_error is None)
+        fields: list[str] = []
+        for f in st.fields:
+            if f.wildcard:
+                below = f.path.text[:-2] if f.path.text.endswith(".*") else "the value"
+                but = [p.text for p in st.ignores]
+                fields.append(f"{{every field of {below}{' but ' + ', '.join(but) if but else ''}}}")
+            elif f.name != "time":
+                fields.append(f"{f.name}={{{f.path.text}}}")
+        unit = st.timestamp_unit
+        when = ("{processing time, ns}" if st.timestamp is None else
+                f"{{{st.timestamp.text}: integers in {(unit or TimeUnit.MILLISECONDS).name.lower()}, "
+                f"floats in {(unit or TimeUnit.SECONDS).name.lower()} → ns}}")
+        out = [f"line: {head}{tags} {','.join(fields)} {when}"]
+        out.append("reads: " + ("a Context (key, headers, nested paths or WITHTARGET; the key decoded once "
+                                "per record)" if self.needs_ctx else "the decoded value's top level only"))
+        if self.star is not None:
+            out.append("fields: the value's own fields, each name's escaped text learnt once")
+        failing = [t.const_error.reason for t in self.tags if t.const_error is not None]
+        if not self.static_ok and st.target is None:
+            failing.insert(0, "the measurement cannot be written")
+        out += [f"fails every record: {reason}" for reason in failing]
+        return out
 
 
 def describe_compiled(statement: Statement) -> list[str]:
-    """What a statement compiles to, in the order a record's line is built."""
-    out = [f"topic {statement.topic} → measurement {statement.measurement!r}"
-           + (f", or the value of {statement.target.text} when present" if statement.target else "")]
-    for f in statement.fields:
-        if f.wildcard:
-            out.append(f"fields: every field of {f.path.text[:-2] if f.path.text.endswith('.*') else 'the value'}"
-                       " (objects flattened as a_b, arrays as a0, a1, …)")
-        elif f.name == "time":
-            out.append(f"field {f.path.text}: left out (InfluxDB reserves the name 'time')")
-        else:
-            out.append(f"field {f.name!r} ← {f.path.text} (a missing path fails the record)")
-    if statement.ignores:
-        out.append("left out: " + ", ".join(p.text for p in statement.ignores))
-    for tag in sorted(statement.tags, key=lambda t: t.name):
-        if isinstance(tag, ConstantTag):
-            out.append(f"tag {tag.name!r} = {tag.value!r}")
-        else:
-            out.append(f"tag {tag.name!r} ← {tag.path.text} (left out when missing, null or empty)")
-    if statement.timestamp is None:
-        out.append("time: processing time, strictly increasing (nanoseconds)")
-    else:
-        unit = statement.timestamp_unit
-        out.append(f"time ← {statement.timestamp.text}: integers and digit strings in "
-                   f"{(unit or TimeUnit.MILLISECONDS).name.lower()}, floats in "
-                   f"{(unit or TimeUnit.SECONDS).name.lower()}, ISO-8601 text with a zone, datetimes")
-    return out
+    """What a statement compiles to (see ``CompiledStatement.describe``)."""
+    return CompiledStatement(statement, Stats()).describe()
 
 
 class Plan:

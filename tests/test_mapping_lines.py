@@ -136,17 +136,21 @@ def test_a_flattened_name_that_repeats_keeps_its_first_place_and_last_value() ->
 def test_what_a_statement_compiles_to_can_be_shown() -> None:
     from handler.mapping import describe_compiled
 
-    (statement,) = parse("INSERT INTO sensors SELECT * FROM readings IGNORE device WITHTIMESTAMP ts "
+    (statement,) = parse("INSERT INTO `my m` SELECT * FROM readings IGNORE device WITHTIMESTAMP ts "
                          "TIMESTAMPUNIT=SECONDS WITHTAG(device, k=v)")
     assert describe_compiled(statement) == [
-        "topic readings → measurement 'sensors'",
-        "fields: every field of the value (objects flattened as a_b, arrays as a0, a1, …)",
-        "left out: device",
-        "tag 'device' ← device (left out when missing, null or empty)",
-        "tag 'k' = 'v'",
-        "time ← ts: integers and digit strings in seconds, floats in seconds, ISO-8601 text with a zone, datetimes",
+        "line: my\\ m,device={device},k=v {every field of the value but device} "
+        "{ts: integers in seconds, floats in seconds → ns}",
+        "reads: the decoded value's top level only",
+        "fields: the value's own fields, each name's escaped text learnt once",
     ]
     assert Plan((statement,)).by_topic["readings"][0].describe() == describe_compiled(statement)
+    (statement,) = parse("INSERT INTO `#m` SELECT v FROM t WITHTAG(_key.id AS id)")
+    assert describe_compiled(statement) == [
+        "line: {'#m': cannot be written},id={_key.id} v={v} {processing time, ns}",
+        "reads: a Context (key, headers, nested paths or WITHTARGET; the key decoded once per record)",
+        "fails every record: the measurement cannot be written",
+    ]
 
 
 # Values the JSON decoder never yields but the Avro one does (datetimes, dates, times, decimals,
