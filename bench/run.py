@@ -182,14 +182,13 @@ def report(info: dict[str, str], warm_res: dict[str, dict[str, Any]], stage_res:
                    f"**{ratio:.2f}×** | ≤ {HANDLER_TARGET}× (aim < 1.0×) | {_met(ratio <= HANDLER_TARGET)} |")
     out += ["", "Where the handler's time goes (bench/profile.py: each stage timed alone over the same 10,000 "
             "records, median of 7, no profiler; *handler* is the whole warm call under THROW):", "",
-            "| payload | parse_event | decode | map + encode (`Plan.lines`) | (reference: map, encode) "
+            "| payload | parse_event | decode | map + encode (`Plan.lines`) "
             "| request bodies | write (floor ingest) | handler |",
-            "|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|"]
     for kind, st in stage_res.items():
         ingest = next((med(r["ingest"]) for case, r in warm_res.items() if case.startswith(kind)), float("nan"))
         out.append(f"| {kind} | {ms(st['parse_event'])} | {ms(st['decode'])} | {ms(st['lines'])} | "
-                   f"({ms(st['map'])}, {ms(st['encode'])}) | {ms(st['bodies'])} | {ms(ingest)} | "
-                   f"{ms(st['handler'])} |")
+                   f"{ms(st['bodies'])} | {ms(ingest)} | {ms(st['handler'])} |")
     out += ["", *cold_start.report(cold_res, cold_reps, COLD_TARGET)]
     out += ["### 3. Peak memory (max RSS of the process that handled the batches)", "",
             "A fresh process parses each event from JSON (as the Lambda runtime does) and handles it; three "

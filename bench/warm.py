@@ -83,7 +83,6 @@ def main() -> int:
     url = os.environ["CONNECT_INFLUX_URL"]
     floor_db = os.environ["BENCH_FLOOR_DB"]
     from handler import app
-    from handler.lineproto import encode
     from handler.records import parse_event
 
     parts = urllib.parse.urlsplit(url)
@@ -99,7 +98,7 @@ def main() -> int:
         if rep == 0:
             app.lambda_handler(workload.make_event(kind, reps + 1, 10)[0], ctx)  # cold start + registry fetch
         plan = app.get_runtime().plan
-        body = ("\n".join(encode(p) for r in parse_event(event) for p in plan.points(r)) + "\n").encode()
+        body = ("\n".join(line for r in parse_event(event) for line in plan.lines(r)) + "\n").encode()
 
         gc.collect()
         t0 = time.perf_counter()

@@ -30,11 +30,6 @@ class FailureKind(StrEnum):
     CONFIG = "config"  # the settings cannot decode this record
 
 
-# The kinds spelled as text, accepted where a FailureKind is taken while callers still pass strings.
-# transition shim: removed when the redesign lands (callers pass FailureKind members)
-FailureKindName = Literal["decode", "mapping", "encode", "rejected", "write", "config"]
-
-
 class SinkError(Exception):
     """Base of every error the sink raises on purpose."""
 
@@ -92,10 +87,10 @@ class RecordError(SinkError):
     and attaches topic, partition and offset (see ``Failure``).
     """
 
-    def __init__(self, reason: str, kind: FailureKind | FailureKindName = FailureKind.MAPPING) -> None:
+    def __init__(self, reason: str, kind: FailureKind = FailureKind.MAPPING) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = FailureKind(kind)
+        self.kind = kind
 
 
 class WriteError(SinkError):
@@ -118,7 +113,7 @@ class Failure:
     partition: int
     offset: int
     reason: str
-    kind: FailureKind | str  # transition shim: removed when the redesign lands (FailureKind only)
+    kind: FailureKind
 
     def __str__(self) -> str:
         return f"topic={self.topic} partition={self.partition} offset={self.offset}: {self.reason}"

@@ -22,7 +22,7 @@ How InfluxDB 1.x (measured on 1.6.7) reads a line, and why each rule below exist
   rejects.
 - String field values unescape ``\\\\`` and ``\\"`` and keep newlines and control characters.
 
-Rejected (``RecordError(..., "encode")``), because they cannot be carried:
+Rejected (``RecordError(..., FailureKind.ENCODE)``), because they cannot be carried:
 
 - any name or tag value (measurement, tag key, tag value, field key) that is empty, holds a
   control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F), ends in a backslash
@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from handler.errors import RecordError
+from handler.errors import FailureKind, RecordError
 from handler.records import MISSING
 
 
@@ -102,13 +102,13 @@ def _describe(match: re.Match[str]) -> str:
 
 def _reject(text: str, what: str, reason: str) -> RecordError:
     shown = text if len(text) <= 80 else text[:77] + "..."
-    return RecordError(f"{what} {shown!r} cannot be written: it {reason}", "encode")
+    return RecordError(f"{what} {shown!r} cannot be written: it {reason}", FailureKind.ENCODE)
 
 
 def _escape(text: str, what: str, bad: re.Pattern[str], needs: re.Pattern[str], table: dict[int, str],
             cache: dict[str, str]) -> str:
     if not text:
-        raise RecordError(f"{what} is empty", "encode")
+        raise RecordError(f"{what} is empty", FailureKind.ENCODE)
     problem = bad.search(text)
     if problem is not None:
         raise _reject(text, what, _describe(problem))
@@ -258,7 +258,7 @@ class _NoCounts:
 
 
 def _refuse(out: list[str], name: str, value: Any) -> None:
-    raise RecordError(f"cannot encode a {type(value).__name__} field", "encode")
+    raise RecordError(f"cannot encode a {type(value).__name__} field", FailureKind.ENCODE)
 
 
 
@@ -422,69 +422,3 @@ def timestamp_reader(what: str, factor: int, float_factor: int) -> Callable[[Any
 def _time_outside(what: str, value: Any) -> RecordError:
     return RecordError(f"timestamp '{what}' = {shown(value)} is outside what InfluxDB can store "
                        "(1677-09-21 .. 2262-04-11)")
-
-
-# ---------------------------------------------------------------- reading a line back
-
-
-def _unescape(text: str, escapable: str) -> str:
-    out, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in escapable:
-            out.append(text[i + 1])
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def _split(text: str, seps: str, start: int = 0) -> int:
-    """The index of the first separator in ``seps`` that no backslash escapes, from ``start``."""
-    i, n = start, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c in seps:
-            return i
-        i += 1
-    return n
-
-
-def read_line(line: str) -> Point:
-    """A line this module wrote, read back as a point (the values as the sink wrote them).
-
-    transition shim: removed when the redesign lands (callers compare lines)."""
-    end = _split(line, ", ")
-    point_tags: list[tuple[str, str]] = []
-    measurement = _unescape(line[:end], ", ")
-    while line[end] == ",":
-        eq = _split(line, "=", end + 1)
-        stop = _split(line, ", ", eq + 1)
-        point_tags.append((_unescape(line[end + 1:eq], ",= "), _unescape(line[eq + 1:stop], ",= ")))
-        end = stop
-    fields: dict[str, Any] = {}
-    i = end + 1
-    while True:
-        eq = _split(line, "=", i)
-        key = _unescape(line[i:eq], ',= "')
-        i = eq + 1
-        if line[i] == '"':
-            j = i + 1
-            while line[j] != '"':
-                j += 2 if line[j] == "\\" else 1
-            fields[key] = _unescape(line[i + 1:j], '\\"')
-            i = j + 1
-        else:
-            j = _split(line, ", ", i)
-            raw = line[i:j]
-            fields[key] = (int(raw[:-1]) if raw.endswith("i") else raw == "true" if raw in ("true", "false")
-                           else float(raw))
-            i = j
-        if line[i] == " ":
-            break
-        i += 1
-    return Point(measurement, point_tags, fields, int(line[i + 1:]))

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from handler.decode import Decoder
-from handler.errors import RecordError
+from handler.errors import FailureKind, RecordError
 from handler.lineproto import (
     Other,
     Point,
@@ -55,7 +55,7 @@ def _nested_too_deeply() -> RecordError:
     import sys
 
     return RecordError(f"the value is nested too deeply (about {sys.getrecursionlimit()} levels or more) to be "
-                       "flattened into fields", "mapping")
+                       "flattened into fields", FailureKind.MAPPING)
 
 
 class Context:
@@ -648,7 +648,7 @@ class Plan:
         compiled = self.by_topic.get(record.topic)
         if compiled is None:
             raise RecordError(f"no KCQL statement reads topic {record.topic!r} (statements read: "
-                              f"{', '.join(sorted(self.by_topic))})", "config")
+                              f"{', '.join(sorted(self.by_topic))})", FailureKind.CONFIG)
         return compiled
 
     def lines(self, record: KafkaRecord) -> list[str]:
@@ -657,14 +657,6 @@ class Plan:
         if fn is None:
             fn = self._lines_by_topic[record.topic] = self._topic_lines(self._statements(record))
         return fn(record)
-
-    def points(self, record: KafkaRecord) -> list[Point]:
-        """The record's lines read back as points.
-
-        transition shim: removed when the redesign lands (callers read ``lines``)."""
-        from handler.lineproto import read_line
-
-        return [read_line(line) for line in self.lines(record)]
 
     def _topic_lines(self, compiled: tuple[CompiledStatement, ...]) -> Callable[[KafkaRecord], list[str]]:
         """``lines`` for one topic's statements, with what it needs bound once."""

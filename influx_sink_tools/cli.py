@@ -439,14 +439,14 @@ class OfflineSchemas:
         self.schemas = dict(schemas)
 
     def schema(self, schema_id: int | str, what: str) -> Any:
-        from handler.errors import RecordError
+        from handler.errors import FailureKind, RecordError
 
         key = str(schema_id).lower()
         found = self.schemas.get(key)
         if found is None:
             label = f"schema id {key}" if key.isdigit() else f"AWS Glue schema version {key}"
             raise RecordError(f"{what} needs {label}, and --dry-run contacts no schema registry: give it with "
-                              f"--schema {key}=FILE", "decode")
+                              f"--schema {key}=FILE", FailureKind.DECODE)
         return found
 
 

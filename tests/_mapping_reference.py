@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from handler.decode import Decoder
-from handler.errors import RecordError
+from handler.errors import FailureKind, RecordError
 from handler.lineproto import Point, escape_measurement, field_key_eq, tag_pair
 from handler.records import MISSING, KafkaRecord
 from kcql import ConstantTag, KcqlError, Path, PathTag, SelectField, Source, Statement, TimeUnit
@@ -569,7 +569,7 @@ def field_value(value: Any) -> str:
         return f'"{value}"'
     if t is bool:
         return "true" if value else "false"
-    raise RecordError(f"cannot encode a {t.__name__} field", "encode")
+    raise RecordError(f"cannot encode a {t.__name__} field", FailureKind.ENCODE)
 
 
 def encode(point: Point) -> str:

@@ -17,6 +17,7 @@ from handler.mapping import Plan
 from handler.records import KafkaRecord
 from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from kcql import parse
+from tests._lines import point_of
 
 pytest_plugins = ["tests.fixtures_registry"]
 
@@ -86,7 +87,7 @@ def test_types_decode_as_the_mapping_stage_expects(registry, type_, written, dec
 
 
 def _points(decoder: Decoder, kcql: str, record: KafkaRecord) -> list[Any]:
-    return Plan(parse(kcql), decoder).points(record)
+    return [point_of(line) for line in Plan(parse(kcql), decoder).lines(record)]
 
 
 def test_logical_types_become_section_4_fields(registry):
@@ -359,7 +360,7 @@ def test_forced_kinds():
 
 def test_tombstone_is_none_and_counted():
     plan = Plan(parse("INSERT INTO m SELECT * FROM t"), Decoder("avro"))
-    assert plan.points(rec(None)) == []
+    assert plan.lines(rec(None)) == []
     assert plan.stats.tombstones == 1
 
 

@@ -12,6 +12,7 @@ from handler.app import lambda_handler
 from handler.decode import Decoder
 from handler.errors import RecordError
 from handler.records import KafkaRecord
+from tests._lines import point_of
 from tests.conftest import field_types, json_event, query_points
 
 
@@ -102,9 +103,9 @@ def test_plain_bytes_fail_only_when_written():
                        "payload": {"raw": "AQI=", "n": 1}}).encode()
     record = KafkaRecord("t", 0, 0, 0, None, base64.b64encode(data).decode())
     plan = Plan(parse("INSERT INTO m SELECT * FROM t IGNORE raw"), Decoder())
-    assert plan.points(record)[0].fields == {"n": 1}
+    assert point_of(plan.lines(record)[0]).fields == {"n": 1}
     with pytest.raises(RecordError, match="bytes cannot be written"):
-        Plan(parse("INSERT INTO m SELECT * FROM t"), Decoder()).points(record)
+        Plan(parse("INSERT INTO m SELECT * FROM t"), Decoder()).lines(record)
 
 
 @pytest.mark.influx

@@ -16,6 +16,7 @@ from handler.records import KafkaRecord
 from influx_sink_tools.eventgen import Rec, build_event
 from influx_sink_tools.framing import confluent_frame, glue_frame, write_body
 from kcql import parse
+from tests._lines import point_of
 from tests.conftest import query_points, tag_keys
 
 pytest_plugins = ["tests.fixtures_registry"]
@@ -31,7 +32,7 @@ def rec(key: bytes | None, value: bytes = b'{"v": 1}', key_meta: Any = None) -> 
 
 
 def point(decoder: Decoder, kcql: str, record: KafkaRecord) -> Any:
-    (p,) = Plan(parse(kcql), decoder).points(record)
+    (p,) = [point_of(line) for line in Plan(parse(kcql), decoder).lines(record)]
     return p
 
 
