@@ -72,14 +72,18 @@ def run_kcql(args: argparse.Namespace) -> int:
         else:
             print(err, file=sys.stderr)
         return EXIT_FAILED
+    from handler.mapping import describe_compiled
+
     if args.json:
-        print(json.dumps([explain_json(s) for s in statements], indent=2))
+        print(json.dumps([{**explain_json(s), "compiled": describe_compiled(s)} for s in statements], indent=2))
     else:
         for i, s in enumerate(statements, 1):
             if i > 1:
                 print()
             print(f"Statement {i} of {len(statements)} (line {s.line}, column {s.column})")
             print("\n".join(explain_lines(s)))
+            print("compiled to:")
+            print("\n".join(f"  {line}" for line in describe_compiled(s)))
     return EXIT_OK
 
 

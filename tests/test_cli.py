@@ -91,6 +91,20 @@ def test_kcql_explains_the_seed_statement(capsys: pytest.CaptureFixture[str],
     assert "sys_time()" in rows["timestamp"]
 
 
+def test_kcql_shows_what_a_statement_compiles_to(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    kcql = "INSERT INTO sensors SELECT * FROM t IGNORE device WITHTAG(device, k=v) WITHTIMESTAMP ts"
+    code, out, err = run_main(["kcql", kcql], capsys, monkeypatch)
+    assert code == 0, err
+    compiled = out[out.index("compiled to:\n") + len("compiled to:\n"):].splitlines()
+    assert compiled[0] == ("  line: sensors,device={device},k=v {every field of the value but device} "
+                           "{ts: integers in milliseconds, floats in seconds → ns}")
+    code, out, err = run_main(["kcql", "--json", kcql], capsys, monkeypatch)
+    assert code == 0, err
+    (doc,) = json.loads(out)
+    assert doc["compiled"] == [line.strip() for line in compiled]
+
+
 def test_kcql_json_lists_every_part(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     kcql = ("INSERT INTO m SELECT a, b.c AS d FROM t IGNORE x WITHTARGET = company "
             "WITHTIMESTAMP ts TIMESTAMPUNIT = SECONDS WITHTAG(host, region=eu);\n"
