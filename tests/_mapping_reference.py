@@ -1,4 +1,4 @@
-"""The mapping rules as they were first written, kept as the oracle of tests/test_fast_path.py.
+"""The mapping rules as they were first written, kept as the oracle of tests/unit/test_mapping_lines.py.
 
 A frozen copy of the reference path the sink had when it kept two (``Plan.points`` + ``encode``):
 the one path of ``handler.mapping`` must give, for any record, the line this gives, or the same

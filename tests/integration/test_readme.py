@@ -1,8 +1,8 @@
 """The README's claims that can be checked, checked: against the code, the real InfluxDB and the files.
 
 Each test names the claim it holds the README to. What another test already shows (the demo's
-output: tests/e2e/test_demo.py; line-protocol rules: tests/test_lineproto.py; the CLI's errors:
-tests/test_cli.py; KCQL examples and quoted errors: tests/test_docs.py) is not repeated here.
+output: tests/e2e/test_demo.py; line-protocol rules: tests/integration/test_lineproto.py; the CLI's errors:
+tests/integration/test_cli.py; KCQL examples and quoted errors: tests/unit/test_docs.py) is not repeated here.
 """
 
 from __future__ import annotations

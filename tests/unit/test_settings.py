@@ -95,7 +95,7 @@ def test_readme_settings_table_is_current():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent.parent
     readme = (root / "README.md").read_text(encoding="utf-8")
     table = subprocess.run([sys.executable, "-m", "influx_sink_tools.settings_table"], check=True, cwd=root,
                            capture_output=True, text=True).stdout

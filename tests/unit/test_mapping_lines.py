@@ -5,7 +5,7 @@ written (values collected into a point, then encoded). For every statement shape
 records (odd names, escapes, non-finite floats, integers beyond int64, nested objects, arrays,
 nulls, ``time`` fields, lone surrogates), ``Plan.lines`` gives the same lines, or fails with the
 same RecordError (reason and kind), and counts the same left-out values. Pure mapping: no
-InfluxDB needed (the round trip through InfluxDB is tests/test_lineproto.py's, via the handler).
+InfluxDB needed (the round trip through InfluxDB is tests/integration/test_lineproto.py's, via the handler).
 """
 
 from __future__ import annotations

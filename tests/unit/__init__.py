@@ -1,0 +1,1 @@
+"""Tests that need no server: run alone with ``pytest tests/unit``."""
