@@ -126,8 +126,18 @@ def read_pidfile(path: str) -> PidFile:
 
 
 def write_pidfile(path: str, pid: int, *, temporary_dir: bool = False) -> PidFile:
-    """Record ``pid`` with its identity (call it once the child has exec'd: after ``Popen``)."""
+    """Record ``pid`` with its identity (call it once the child has exec'd: after ``Popen``).
+
+    ``Popen`` returns as the exec closes its descriptors, a moment before the kernel has set the
+    new program's arguments: /proc then shows an empty command line, which would never match the
+    running server again. So the identity is read once the command line is there (2 s at most).
+    """
     identity = process_identity(pid)
+    for _ in range(200):
+        if identity is None or identity.argv:
+            break
+        time.sleep(0.01)
+        identity = process_identity(pid)
     if identity is None:
         raise RuntimeError(f"process {pid} exited before its pid file could be written")
     record = PidFile(identity, temporary_dir)

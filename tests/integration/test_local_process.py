@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +33,23 @@ def _command(script: str) -> list[str]:
     return [sys.executable, "-m", f"influx_sink_tools.{script}"]
 
 
+def _started(argv: list[str]) -> subprocess.Popen[bytes]:
+    """``argv`` started, returned once the kernel shows it running that program (between fork and
+    exec a child's command line is its parent's, or empty)."""
+    proc = subprocess.Popen(argv)
+    for _ in range(500):
+        ident = process_identity(proc.pid)
+        if ident is not None and ident.argv == tuple(argv):
+            return proc
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f"{argv} did not start within 5 s")
+
+
 @pytest.fixture
 def bystander() -> Iterator[subprocess.Popen[bytes]]:
     """An unrelated process that must never be signalled (it would die of SIGTERM)."""
-    proc = subprocess.Popen(["sleep", "300"])
+    proc = _started(["sleep", "300"])
     yield proc
     proc.kill()
     proc.wait()
@@ -66,7 +80,7 @@ def test_identity_names_the_process_and_its_command_line(bystander: subprocess.P
     assert ident is not None
     assert ident.argv == ("sleep", "300")
     assert ident == process_identity(bystander.pid)  # stable while the process lives
-    other = subprocess.Popen(["sleep", "300"])
+    other = _started(["sleep", "300"])
     try:
         assert process_identity(other.pid) != ident
     finally:
