@@ -228,12 +228,13 @@ class _StatementState:
             log.warning("a field named 'time' is left out: InfluxDB reserves it; select it with an "
                         "alias to keep it (statement: %s)", self.statement.text)
 
-    def settle(self, out: list[str]) -> list[str] | RecordError:
-        """A line's fields after an unusual record: each name once; or the error of the first
-        field, in field order, whose name cannot be carried."""
+    def settle(self, out: list[str], may_repeat: bool) -> list[str] | RecordError:
+        """A line's fields after an unusual record, or of a statement whose fields may name one
+        field twice (``SELECT *, a``): each name once; or the error of the first field, in field
+        order, whose name cannot be carried."""
         flattened, unencodable = "flattened" in self.unusual, "unencodable" in self.unusual
         self.unusual.clear()  # in place: the statement's line function holds this list
-        if flattened:
+        if flattened or may_repeat:
             out = unique_fields(out)
         if unencodable:
             found = next((self.unencodable_errors[int(t[1:t.index("=")])] for t in out if t[0] == "\x00"), None)
@@ -583,7 +584,7 @@ class CompiledStatement:
             if late is not None:
                 return late
             if unusual or may_repeat:
-                settled = state.settle(out)
+                settled = state.settle(out, may_repeat)
                 if type(settled) is not list:
                     return settled  # type: ignore[return-value]
                 out = settled
