@@ -5,15 +5,7 @@ raises ``KcqlSyntaxError`` naming line, column and what was expected. The packag
 and knows nothing of InfluxDB or Lambda: the handler compiles the statements into a plan.
 """
 
-from kcql.ast import (
-    ConstantTag,
-    Path,
-    PathTag,
-    SelectField,
-    Source,
-    Statement,
-    TimeUnit,
-)
+from kcql.ast import ConstantTag, Path, PathTag, SelectField, Source, Statement, TimeUnit
 from kcql.errors import KcqlError, KcqlSyntaxError
 from kcql.grammar import parse
 
