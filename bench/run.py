@@ -1,4 +1,4 @@
-"""The performance benchmark (issue 8): ``./bench/run`` (or ``.venv/bin/python bench/run.py``).
+"""The performance benchmark: ``./bench/run`` (or ``.venv/bin/python bench/run.py``).
 
 In one run on this machine it measures, each beside its floor and target:
 
