@@ -473,6 +473,7 @@ def test_decoded_avro_types_give_the_line_the_rules_say(kcql: str, check: Check,
         fields = point_of(result[0]).fields
         for k, v in top.items():
             if k in CARRIED and isinstance(v, dt.datetime) and v.tzinfo is not None:
-                assert fields[k] == round(v.timestamp() * 1000)  # a timestamp: epoch ms
+                epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+                assert fields[k] == (v - epoch) // dt.timedelta(milliseconds=1)  # epoch ms, floored, exactly
             elif k in CARRIED and isinstance(v, dt.date) and not isinstance(v, dt.datetime):
                 assert fields[k] == (v - dt.date(1970, 1, 1)).days * 86_400_000
