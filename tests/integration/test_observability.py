@@ -3,9 +3,7 @@ JSON and carries the invocation's request id."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +15,7 @@ from handler.delivery import run_batch
 from handler.records import parse_event
 from handler.runtime import build
 from influx_sink_tools.eventgen import Rec, build_event
-from tests.conftest import json_event
+from tests.conftest import QuietHandler, json_event, serving
 
 KCQL = "INSERT INTO m SELECT * FROM t WITHTIMESTAMP _timestamp"
 
@@ -27,7 +25,7 @@ def overloaded_server() -> Iterator[tuple[str, list[float]]]:
     """Answers 503 with Retry-After: 1 to the first write, 204 after (InfluxDB cannot be made to do this)."""
     seen: list[float] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             seen.append(time.monotonic())
@@ -39,13 +37,8 @@ def overloaded_server() -> Iterator[tuple[str, list[float]]]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
+    with serving(Handler) as url:
+        yield url, seen
 
 
 def test_retry_after_is_honoured_under_retry(overloaded_server):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from handler.write.protocol import V1Protocol
 from handler.write.schedule import Writer
 from handler.write.transport import HttpTarget
 from influx_sink_tools import local_influxdb
-from tests.conftest import json_event, query_points
+from tests.conftest import QuietHandler, json_event, query_points, serving
 
 pytestmark = pytest.mark.influx
 KCQL = "INSERT INTO m SELECT * FROM t WITHTIMESTAMP _timestamp WITHTAG(_offset)"
@@ -117,7 +115,7 @@ def recording_proxy(victoria: str) -> Iterator[tuple[str, list[dict[str, Any]]]]
     """Forwards to VictoriaMetrics and records each request's path, query and headers (to see what reached it)."""
     seen: list[dict[str, Any]] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
@@ -133,13 +131,8 @@ def recording_proxy(victoria: str) -> Iterator[tuple[str, list[dict[str, Any]]]]
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
+    with serving(Handler) as url:
+        yield url, seen
 
 
 def _vm_query(url: str, promql: str) -> list[dict[str, Any]]:
