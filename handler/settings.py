@@ -180,11 +180,18 @@ class Settings:
     gzip: bool = _setting("connect.influx.gzip", _bool, "gzip request bodies", "false")
     username: str | None = _setting("connect.influx.username", _text, "user name (1.x Basic auth)")
     password: str | None = _setting("connect.influx.password", _text, "password (1.x Basic auth)", secret=True)
+    secret_id: str | None = _setting(
+        "connect.influx.secret.id", _text,
+        "AWS Secrets Manager secret (name or ARN) holding JSON `username`/`password` (1.x) or `token` (2.x/3.x)")
     retention_policy: str | None = _setting("connect.influx.retention.policy", _text, "1.x retention policy (`rp`)",
                                             "autogen")
     consistency_level: Consistency = _setting(  # noqa: RUF009
         "connect.influx.consistency.level", _choice(Consistency),
         "1.x write consistency: ALL, ANY, ONE, QUORUM (acted on by Enterprise clusters)", "ALL")
+    accept_partial: bool = _setting("connect.influx.accept.partial", _bool,
+                                    "3.x: keep the valid lines of a request that has invalid ones", "true")
+    no_sync: bool = _setting("connect.influx.no.sync", _bool,
+                             "3.x: acknowledge writes before the write-ahead log is persisted", "false")
     error_policy: ErrorPolicy = _setting(  # noqa: RUF009
         "connect.influx.error.policy", _choice(ErrorPolicy), "THROW, RETRY or NOOP (see Error policies)", "THROW")
     max_retries: int = _setting("connect.influx.max.retries", _int(-1),
@@ -200,10 +207,10 @@ class Settings:
                                     "HTTP read timeout (also capped by the invocation's remaining time)", "30000")
     value_format: PayloadKind = _setting(  # noqa: RUF009
         "connect.influx.value.format", _choice(PayloadKind, upper=False),
-        "force the value kind: auto, json, avro, connect, string", "auto")
+        "force the value kind: auto, json, avro, protobuf, connect, string, lineprotocol", "auto")
     key_format: PayloadKind = _setting(  # noqa: RUF009
         "connect.influx.key.format", _choice(PayloadKind, upper=False),
-        "force the key kind: auto, json, avro, connect, string", "auto")
+        "force the key kind: auto, json, avro, protobuf, connect, string", "auto")
     schema_registry_url: str | None = _setting("connect.influx.schema.registry.url", _url,
                                                "Confluent Schema Registry URL (Avro with magic byte 0)")
     schema_registry_user_info: str | None = _setting("connect.influx.schema.registry.basic.auth.user.info", _text,

@@ -44,6 +44,8 @@ class PayloadKind(StrEnum):
     AVRO = "avro"
     CONNECT = "connect"
     STRING = "string"
+    PROTOBUF = "protobuf"
+    LINEPROTOCOL = "lineprotocol"
 
 
 CONFLUENT_MAGIC = 0  # the first byte of a Confluent-framed payload
