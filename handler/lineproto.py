@@ -344,6 +344,22 @@ def datetime_ns(value: _dt.datetime) -> int:
     return (value - _EPOCH) // _ONE_US * 1000
 
 
+class Instant(_dt.datetime):
+    """An aware UTC datetime that also holds its instant in epoch nanoseconds (``ns``): a
+    Protobuf ``google.protobuf.Timestamp``. As a field it is epoch milliseconds like any datetime
+    (floored: the same as flooring ``ns``); as ``WITHTIMESTAMP`` it is ``ns``, exactly."""
+
+    __slots__ = ("ns",)
+    ns: int
+
+
+def instant(seconds: int, nanos: int) -> Instant:
+    """The Instant of ``seconds`` + ``nanos`` after the epoch (years 1 to 9999)."""
+    value = Instant.fromtimestamp(seconds, _dt.UTC).replace(microsecond=nanos // 1000)
+    value.ns = seconds * 1_000_000_000 + nanos
+    return value
+
+
 def datetime_ms(value: _dt.datetime) -> int:
     """An aware datetime as a field stores it: epoch milliseconds, floored."""
     return datetime_ns(value) // 1_000_000
@@ -402,6 +418,8 @@ def timestamp_reader(what: str, factor: int, float_factor: int) -> Callable[[Any
                 ns = parse_iso(value)
         elif value is MISSING or value is None:
             raise RecordError(f"timestamp '{what}' is {'missing' if value is MISSING else 'null'}")
+        elif t is Instant:
+            ns = value.ns
         elif isinstance(value, _dt.datetime):
             ns = datetime_ns(value)
         elif isinstance(value, _dt.date):
