@@ -13,6 +13,9 @@ the kind forced in settings (``connect.influx.value.format`` / ``key.format``):
 - ``json``: plain JSON, taken as it is (a ``{"schema","payload"}`` document stays a document).
 - ``connect``: a Kafka Connect JsonConverter envelope, required.
 - ``string``: the UTF-8 text.
+- ``protobuf``: Protobuf in Confluent (0) or AWS Glue (3) framing, its registry schema a
+  Protobuf one (``handler.decode.protobuf``, imported only then); in ``auto`` the same frames
+  are told apart by the schema the registry returns (Avro, JSON or Protobuf).
 
 Plain JSON is handled here; Connect envelopes, Avro and the registries live in their own modules,
 imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~250 ms at import).
@@ -182,6 +185,8 @@ class Decoder:
             return self._avro(data, what, meta, schema)
         if kind is PayloadKind.CONNECT:
             return self._connect(data, what)
+        if kind is PayloadKind.PROTOBUF:
+            return self._protobuf(data, what)
         try:  # PayloadKind.STRING
             return data.decode("utf-8")
         except UnicodeDecodeError:
@@ -200,6 +205,28 @@ class Decoder:
         raise RecordError(f"{what} is not framed Avro: the first byte is {shown}, expected 0x00 (Confluent) or "
                           f"0x03 (AWS Glue); for unframed Avro set connect.influx.{what}.avro.schema",
                           FailureKind.DECODE)
+
+    def _protobuf(self, data: bytes, what: str) -> Any:
+        """``protobuf``: a framed payload whose registry schema is a Protobuf schema."""
+        if data[:1] not in _FRAMED:
+            shown = f"0x{data[0]:02x}" if data else "nothing (empty payload)"
+            raise RecordError(f"{what} is not framed Protobuf: the first byte is {shown}, expected 0x00 "
+                              "(Confluent) or 0x03 (AWS Glue)", FailureKind.DECODE)
+        if data[0] == CONFLUENT_MAGIC:
+            from handler.decode.avro import CONFLUENT_HEADER, confluent_id
+
+            schema_id = confluent_id(data, what)
+            schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
+            body: bytes | memoryview = memoryview(data)[CONFLUENT_HEADER:]
+        else:
+            from handler.decode.avro import glue_header
+
+            version_id, body = glue_header(data, what)
+            schema = self._glue_registry().schema(version_id, what)
+        if schema.text_format != "PROTOBUF":
+            raise RecordError(f"{what}: {schema.label} is a {schema.text_format} schema, not Protobuf "
+                              f"(connect.influx.{what}.format is protobuf)", FailureKind.DECODE)
+        return schema.read(body, what)
 
     def _framed(self, data: bytes, what: str) -> Any:
         """Avro behind a producer's framing, told by its first byte (one of ``_FRAMED``)."""

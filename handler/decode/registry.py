@@ -10,6 +10,13 @@ Every wait (DNS, connect, TLS, read) ends before the invocation's deadline (``ha
 a registry that hangs costs the records a decode error in time, never the batch's answer.
 
 Credentials never appear in reasons or logs: the registry is shown by its URL without user info.
+
+Protobuf schemas (``schemaType`` PROTOBUF, Glue's data format PROTOBUF) are built by
+``handler.decode.protobuf``, imported only then. From a Confluent registry a schema answered as ``.proto``
+text is asked for again with ``?format=serialized``, and each reference (an import, by subject
+and version, resolved recursively) is asked for that way at once: a base64 FileDescriptorProto,
+which needs no ``.proto`` parser. A registry that ignores the parameter answers text again, which
+is parsed instead.
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ import ssl
 import sys
 import time
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from handler.deadline import Limit, open_socket, process_limit
 from handler.decode.avro import Schema, SchemaProblem, parse
 from handler.errors import FailureKind, NoTimeLeft, RecordError, WaitTimedOut
+
+if TYPE_CHECKING:
+    from google.protobuf.descriptor_pb2 import FileDescriptorProto
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +48,19 @@ NOT_FOUND_TTL_S = 60.0  # an id the registry does not know (or a schema we canno
 UNAVAILABLE_TTL_S = 5.0  # registry unreachable, 5xx, refused credentials
 _MAX_REFERENCE_DEPTH = 32
 
-_confluent_cache: dict[str, dict[int, Schema]] = {}  # registry URL → schema id → schema
-_glue_cache: dict[str, Schema] = {}  # schema version id (a UUID) → schema
+
+
+class RegistrySchema(Protocol):
+    """What the decode stage needs of a registry schema: Avro's ``Schema`` or a ``ProtobufSchema``."""
+
+    label: str
+    text_format: str
+
+    def read(self, body: bytes | memoryview, what: str) -> Any: ...
+
+
+_confluent_cache: dict[str, dict[int, RegistrySchema]] = {}  # registry URL → schema id → schema
+_glue_cache: dict[str, RegistrySchema] = {}  # schema version id (a UUID) → schema
 _failed: dict[tuple[str, str], tuple[float, str]] = {}  # (registry, id) → (retry after, reason)
 
 
@@ -73,12 +94,40 @@ def clear_caches() -> None:
     _failed.clear()
 
 
+def _build_protobuf(text: Any, label: str, confluent: bool,
+                    references: list[tuple[str, str, str]] | None = None) -> RegistrySchema:
+    """A Protobuf schema from its text and its references' (import name, text, label), deepest first."""
+    from handler.decode import protobuf
+
+    if not isinstance(text, str):
+        raise _LookupFailed(f"{label} has no schema text", NOT_FOUND_TTL_S)
+    try:
+        pool = protobuf.new_pool()
+        for name, ref_text, ref_label in references or ():
+            if name in protobuf.WELL_KNOWN_FILES or _has_file(pool, name):
+                continue  # the pool has its own copy; a diamond of imports adds a file once
+            protobuf.add_file(pool, protobuf.file_proto(ref_text, name, ref_label), ref_label)
+        root: FileDescriptorProto = protobuf.file_proto(text, f"{label.replace(' ', '-')}.proto", label)
+        file = protobuf.add_file(pool, root, label)
+    except protobuf.SchemaProblem as err:
+        raise _LookupFailed(str(err), NOT_FOUND_TTL_S) from None
+    return protobuf.ProtobufSchema(file, label, confluent)
+
+
+def _has_file(pool: Any, name: str) -> bool:
+    try:
+        pool.FindFileByName(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _build(fmt: str | None, text: Any, label: str, named: dict[str, Any] | None = None) -> Schema:
     fmt = (fmt or "AVRO").upper()
     if fmt == "JSON":
         return Schema(None, label, "JSON")
     if fmt != "AVRO":
-        raise _LookupFailed(f"{label} is a {fmt} schema; only Avro (and JSON) payloads are supported",
+        raise _LookupFailed(f"{label} is a {fmt} schema; only Avro, JSON and Protobuf payloads are supported",
                             NOT_FOUND_TTL_S)
     try:
         return parse(text, label, named)
@@ -124,7 +173,7 @@ class ConfluentRegistry:
         sock.settimeout(read.seconds)
         return read
 
-    def schema(self, schema_id: int, what: str) -> Schema:
+    def schema(self, schema_id: int, what: str) -> RegistrySchema:
         """The schema with this id; fetched on first use, then from memory."""
         found = self._cache.get(schema_id)
         if found is not None:
@@ -134,9 +183,19 @@ class ConfluentRegistry:
         label = f"schema id {schema_id}"
         try:
             doc = self._get(f"/schemas/ids/{schema_id}", label)
-            named: dict[str, Any] = {}
-            self._references(doc.get("references"), named, label, 0)
-            schema = _build(doc.get("schemaType"), doc.get("schema"), label, named)
+            schema: RegistrySchema
+            if str(doc.get("schemaType") or "").upper() == "PROTOBUF":
+                from handler.decode.protobuf import is_serialized
+
+                if not is_serialized(doc.get("schema")):  # .proto text: ask for the descriptor
+                    doc = self._get(f"/schemas/ids/{schema_id}?format=serialized", label)
+                refs: list[tuple[str, str, str]] = []
+                self._proto_references(doc.get("references"), refs, label, 0)
+                schema = _build_protobuf(doc.get("schema"), label, True, refs)
+            else:
+                named: dict[str, Any] = {}
+                self._references(doc.get("references"), named, label, 0)
+                schema = _build(doc.get("schemaType"), doc.get("schema"), label, named)
         except _LookupFailed as err:
             _remember(key, err)
             raise RecordError(f"{what}: {err.reason}", FailureKind.DECODE) from None
@@ -166,6 +225,29 @@ class ConfluentRegistry:
                 parse(doc["schema"], ref_label, named)  # fills ``named`` with the reference's types
             except (KeyError, SchemaProblem) as err:
                 raise _LookupFailed(f"{ref_label} cannot be used: {err}", NOT_FOUND_TTL_S) from None
+
+    def _proto_references(self, refs: Any, out: list[tuple[str, str, str]], label: str, depth: int) -> None:
+        """Fetch a Protobuf schema's references (subject + version, serialized) into ``out`` as
+        (import name, schema text, label), each one's own references before it."""
+        if not refs:
+            return
+        if depth > _MAX_REFERENCE_DEPTH or not isinstance(refs, list):
+            raise _LookupFailed(f"{label} has references nested too deep or malformed", NOT_FOUND_TTL_S)
+        for ref in refs:
+            try:
+                name, subject, version = str(ref["name"]), str(ref["subject"]), str(ref["version"])
+            except (KeyError, TypeError):
+                raise _LookupFailed(f"{label} has a malformed reference: {ref!r}", NOT_FOUND_TTL_S) from None
+            ref_label = f"{label} reference {subject} version {version}"
+            doc = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/"
+                            f"{urllib.parse.quote(version, safe='')}?format=serialized", ref_label)
+            if str(doc.get("schemaType") or "").upper() != "PROTOBUF":
+                raise _LookupFailed(f"{ref_label} is not a Protobuf schema", NOT_FOUND_TTL_S)
+            self._proto_references(doc.get("references"), out, ref_label, depth + 1)
+            text = doc.get("schema")
+            if not isinstance(text, str):
+                raise _LookupFailed(f"{ref_label} has no schema text", NOT_FOUND_TTL_S)
+            out.append((name, text, ref_label))
 
     def _get(self, path: str, label: str) -> dict[str, Any]:
         """GET a registry document; every wait (DNS, connect, TLS, read) ends before the
@@ -236,7 +318,7 @@ class GlueRegistry:
     def __init__(self, region: str | None = None) -> None:
         self.region = region
 
-    def schema(self, version_id: str, what: str) -> Schema:
+    def schema(self, version_id: str, what: str) -> RegistrySchema:
         found = _glue_cache.get(version_id)
         if found is not None:
             return found
@@ -245,7 +327,11 @@ class GlueRegistry:
         label = f"AWS Glue schema version {version_id}"
         try:
             resp = self._fetch(version_id, label)
-            schema = _build(resp.get("DataFormat"), resp.get("SchemaDefinition"), label)
+            schema: RegistrySchema
+            if str(resp.get("DataFormat") or "").upper() == "PROTOBUF":
+                schema = _build_protobuf(resp.get("SchemaDefinition"), label, False)
+            else:
+                schema = _build(resp.get("DataFormat"), resp.get("SchemaDefinition"), label)
         except _LookupFailed as err:
             _remember(key, err)
             raise RecordError(f"{what}: {err.reason}", FailureKind.DECODE) from None
