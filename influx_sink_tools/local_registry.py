@@ -12,8 +12,16 @@ Served (Confluent's paths, bodies and error codes; ``application/vnd.schemaregis
 - ``POST /subjects/{subject}/versions`` with ``{"schema": "<text>"[, "schemaType", "references"]}``:
   registers and answers ``{"id": N}``; the same schema (compared as parsed JSON, so whitespace does
   not matter) gets the same id, in any subject, as in Confluent;
+- ``POST /subjects/{subject}`` with the same body: looks the schema up under the subject and
+  answers ``{"subject", "id", "version", "schema", ...}`` (404 40403 when it is not there);
+  Protobuf serializers register each import this way and read back its version;
 - ``GET /subjects``, ``GET /subjects/{subject}/versions`` and ``/versions/{n|latest}`` (what
   schema references are resolved with);
+- Protobuf schemas (``schemaType`` PROTOBUF) as registered: a base64 FileDescriptorProto (what
+  confluent-kafka's ProtobufSerializer sends) or ``.proto`` text; ``?format=serialized`` on the
+  two GETs answers ``.proto`` text as a base64 FileDescriptorProto, as Confluent does (parsed by
+  the function's own ``.proto`` reader). ``serialized_format = False`` makes the server ignore
+  the parameter, like a registry that does not offer it;
 - optional Basic auth (401 ``{"error_code": 401, "message": "Unauthorized"}`` without it);
 - ``requests``: a counter of request paths (``"POST /subjects/..."`` for registrations), so
   callers can check the sink fetches each id once per process; ``fail_with`` answers every request
@@ -71,6 +79,7 @@ class RegistryServer:
         self.requests: Counter[str] = Counter()
         self.user_info = user_info
         self.fail_with: int | None = None  # answer every request with this HTTP status (an outage)
+        self.serialized_format = True  # honour ?format=serialized for Protobuf schemas
         self.quiet = quiet
         self._ids: dict[str, int] = {}  # identity → id
         self._lock = threading.Lock()
@@ -114,6 +123,17 @@ class RegistryServer:
             if sid not in versions:
                 versions.append(sid)
             return sid
+
+    def lookup(self, subject: str, schema: str, schema_type: str | None = None,
+               references: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """What ``POST /subjects/{subject}`` answers for a schema registered under it, or None."""
+        key = _identity(schema, schema_type, references)
+        with self._lock:
+            sid = self._ids.get(key)
+            versions = self.subjects.get(subject, [])
+            if sid is None or sid not in versions:
+                return None
+            return {"subject": subject, "id": sid, "version": versions.index(sid) + 1, **self.by_id[sid]}
 
     def schema_requests(self) -> int:
         """How many ``GET /schemas/ids/...`` requests were made (the sink's schema fetches)."""
@@ -168,11 +188,28 @@ def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
     return status, {"error_code": code, "message": message}
 
 
-def _route_get(reg: RegistryServer, parts: list[str]) -> tuple[int, Any]:
+def _formatted(reg: RegistryServer, doc: dict[str, Any], fmt: str | None) -> tuple[int, Any]:
+    """A schema document as ``?format=`` asks: ``serialized`` turns Protobuf text into a base64
+    FileDescriptorProto; other formats and other schema types are served as registered."""
+    if fmt != "serialized" or not reg.serialized_format or doc.get("schemaType") != "PROTOBUF":
+        return 200, doc
+    from handler.decode import protobuf
+
+    if protobuf.is_serialized(doc["schema"]):
+        return 200, doc
+    try:
+        proto = protobuf.parse_proto(doc["schema"], "schema.proto", "the schema")
+    except protobuf.SchemaProblem as err:
+        return _error(422, 42201, f"Invalid schema: {err}")
+    proto.ClearField("name")
+    return 200, {**doc, "schema": base64.b64encode(proto.SerializeToString()).decode("ascii")}
+
+
+def _route_get(reg: RegistryServer, parts: list[str], fmt: str | None = None) -> tuple[int, Any]:
     if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit():
         sid = int(parts[2])
         doc = reg.by_id.get(sid)
-        return (200, doc) if doc is not None else _error(404, 40403, f"Schema {sid} not found")
+        return _formatted(reg, doc, fmt) if doc is not None else _error(404, 40403, f"Schema {sid} not found")
     if parts == ["subjects"]:
         return 200, sorted(reg.subjects)
     if len(parts) in (3, 4) and parts[0] == "subjects" and parts[2] == "versions":
@@ -192,12 +229,13 @@ def _route_get(reg: RegistryServer, parts: list[str]) -> tuple[int, Any]:
         if not 1 <= n <= len(versions):
             return _error(404, 40402, f"Version {n} not found.")
         sid = versions[n - 1]
-        return 200, {"subject": subject, "version": n, "id": sid, **reg.by_id[sid]}
+        return _formatted(reg, {"subject": subject, "version": n, "id": sid, **reg.by_id[sid]}, fmt)
     return _error(404, 404, "HTTP 404 Not Found")
 
 
 def _route_post(reg: RegistryServer, parts: list[str], body: bytes) -> tuple[int, Any]:
-    if not (len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions"):
+    lookup = len(parts) == 2 and parts[0] == "subjects"
+    if not (lookup or (len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions")):
         return _error(404, 404, "HTTP 404 Not Found")
     try:
         doc = json.loads(body)
@@ -211,7 +249,13 @@ def _route_post(reg: RegistryServer, parts: list[str], body: bytes) -> tuple[int
             json.loads(doc["schema"])
         except ValueError as err:
             return _error(422, 42201, f"Invalid schema: {err}")
-    sid = reg.register(urllib.parse.unquote(parts[1]), doc["schema"], schema_type, doc.get("references"))
+    subject = urllib.parse.unquote(parts[1])
+    if lookup:
+        if subject not in reg.subjects:
+            return _error(404, 40401, f"Subject '{subject}' not found.")
+        found = reg.lookup(subject, doc["schema"], schema_type, doc.get("references"))
+        return (200, found) if found is not None else _error(404, 40403, "Schema not found")
+    sid = reg.register(subject, doc["schema"], schema_type, doc.get("references"))
     return 200, {"id": sid}
 
 
@@ -247,11 +291,13 @@ def _handler_class(reg: RegistryServer) -> type[BaseHTTPRequestHandler]:
             return True
 
         def do_GET(self) -> None:
-            path = urllib.parse.urlsplit(self.path).path
+            url = urllib.parse.urlsplit(self.path)
+            path = url.path
             reg.count(path)
+            fmt = urllib.parse.parse_qs(url.query).get("format", [None])[0]
             if not self._refused():
                 with reg._lock:
-                    answer = _route_get(reg, path.strip("/").split("/"))
+                    answer = _route_get(reg, path.strip("/").split("/"), fmt)
                 self._send(*answer)
 
         def do_POST(self) -> None:
@@ -270,7 +316,7 @@ def start(schemas: dict[int, str] | None = None, user_info: str | None = None) -
     return RegistryServer(schemas, user_info)
 
 
-def _schema_arg(value: str) -> tuple[int, str]:
+def _schema_arg(value: str) -> tuple[int, str, str | None]:
     sid, sep, path = value.partition("=")
     if not sep or not sid.isdigit() or not path:
         raise argparse.ArgumentTypeError(f"expected ID=FILE, e.g. 1=events/schemas/user.avsc; got {value!r}")
@@ -279,11 +325,13 @@ def _schema_arg(value: str) -> tuple[int, str]:
             text = fh.read()
     except OSError as err:
         raise argparse.ArgumentTypeError(f"{path}: {err.strerror}") from None
+    if path.endswith(".proto"):
+        return int(sid), text, "PROTOBUF"
     try:
         json.loads(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{path} is not a JSON (Avro) schema: {err}") from None
-    return int(sid), text
+    return int(sid), text, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,20 +340,23 @@ def main(argv: list[str] | None = None) -> int:
         description="Serve a small Confluent Schema Registry on 127.0.0.1; print its URL, serve until "
                     f"killed. Basic auth: put user:password in ${USER_INFO_ENV}.")
     parser.add_argument("--schema", action="append", default=[], type=_schema_arg, metavar="ID=FILE",
-                        help="serve FILE's schema under id ID (repeatable); e.g. 1=events/schemas/user.avsc")
+                        help="serve FILE's schema under id ID (repeatable); e.g. 1=events/schemas/user.avsc; "
+                             "a .proto file is a Protobuf schema")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     args = parser.parse_args(argv)
-    schemas: dict[int, str] = {}
-    for sid, text in args.schema:
+    schemas: dict[int, tuple[str, str | None]] = {}
+    for sid, text, schema_type in args.schema:
         if sid in schemas:
             parser.error(f"--schema: id {sid} given twice")
-        schemas[sid] = text
+        schemas[sid] = (text, schema_type)
     try:
-        server = RegistryServer(schemas, os.environ.get(USER_INFO_ENV) or None, port=args.port, quiet=args.quiet)
+        server = RegistryServer(None, os.environ.get(USER_INFO_ENV) or None, port=args.port, quiet=args.quiet)
     except OSError as err:
         print(f"local_registry: cannot listen on 127.0.0.1:{args.port}: {err.strerror}", file=sys.stderr)
         return 1
+    for sid, (text, schema_type) in schemas.items():
+        server.add(sid, text, schema_type)
     print(server.url, flush=True)
     auth = " (Basic auth on)" if server.user_info else ""
     print(f"local_registry: serving schema id(s) {sorted(schemas) or 'none'} at {server.url}{auth}; "
