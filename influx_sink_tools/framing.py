@@ -1,8 +1,10 @@
-"""Avro payloads as producers frame them: the one place the tools, tests and benchmark build them.
+"""Framed payloads as producers make them: the one place the tools, tests and benchmark build them.
 
 ``confluent_frame``, ``glue_frame`` and ``write_body`` make the bytes a Confluent or AWS Glue
 serializer (or a plain Avro writer) would produce, so the decoder is always fed what a real
-producer sends; ``encode`` first turns JSON values into what the Avro writer takes. As a command:
+producer sends (``confluent_protobuf_body`` and ``glue_protobuf_body``: the message indexes
+each registry's serializer puts before a Protobuf message); ``encode`` first turns JSON values
+into what the Avro writer takes. As a command:
 
     influx-sink frame confluent --id 1 --schema events/schemas/user.avsc '{"company": "x", ...}'
     python -m influx_sink_tools.framing confluent --id 1 --schema events/schemas/user.avsc '{"company": "x", ...}'
@@ -43,6 +45,31 @@ def glue_frame(version_id: str, body: bytes, compress: bool = False) -> bytes:
 
     comp = GLUE_COMPRESSION_ZLIB if compress else GLUE_COMPRESSION_NONE
     return bytes([GLUE_MAGIC, comp]) + uuid.UUID(version_id).bytes + (zlib.compress(body) if compress else body)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def confluent_protobuf_body(indexes: list[int], message: bytes) -> bytes:
+    """A Protobuf message behind Confluent's message indexes (what follows the 5-byte header):
+    a zigzag-varint count and the indexes as zigzag varints, or the single byte 0 for ``[0]``."""
+    if indexes == [0]:
+        return b"\x00" + message
+    zigzag = lambda n: _varint((n << 1) ^ (n >> 63))
+    return zigzag(len(indexes)) + b"".join(zigzag(i) for i in indexes) + message
+
+
+def glue_protobuf_body(index: int, message: bytes) -> bytes:
+    """A Protobuf message behind AWS Glue's message index (what follows the 18-byte header, and is
+    compressed with it): one unsigned varint, the type's place among the schema's message types
+    sorted by full name."""
+    return _varint(index) + message
 
 
 def write_body(schema: Any, record: Any) -> bytes:

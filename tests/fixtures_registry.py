@@ -79,3 +79,24 @@ def glue(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Glue]:
     registry_mod.clear_caches()
     yield Glue(aws_env)
     registry_mod.clear_caches()
+
+
+# ---------------------------------------------------------------- Protobuf message classes
+
+
+def protobuf_classes(files: dict[str, str]) -> dict[str, Any]:
+    """Message classes (full name → class) of ``.proto`` texts (import name → text, imports first),
+    built in a pool of their own, as generated code would give a producer. There is no protoc
+    here: the texts are read by the function's own ``.proto`` reader, which
+    tests/unit/test_protobuf.py checks against protoc's descriptors of the well-known types."""
+    from google.protobuf import message_factory
+
+    from handler.decode import protobuf
+
+    pool = protobuf.new_pool()
+    out: dict[str, Any] = {}
+    for name, text in files.items():
+        file = protobuf.add_file(pool, protobuf.parse_proto(text, name, name), name)
+        for desc in protobuf._all_messages(file.message_types_by_name.values()):
+            out[desc.full_name] = message_factory.GetMessageClass(desc)
+    return out
