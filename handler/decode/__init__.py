@@ -224,8 +224,8 @@ class Decoder:
             version_id, body = glue_header(data, what)
             schema = self._glue_registry().schema(version_id, what)
         if schema.text_format != "PROTOBUF":
-            raise RecordError(f"{what}: {schema.label} is a {schema.text_format} schema, not Protobuf "
-                              f"(connect.influx.{what}.format is protobuf)", FailureKind.DECODE)
+            raise RecordError(f"{what}: {schema.label} is not a Protobuf schema (its type is {schema.text_format}; "
+                              f"connect.influx.{what}.format is protobuf)", FailureKind.DECODE)
         return schema.read(body, what)
 
     def _framed(self, data: bytes, what: str) -> Any:
