@@ -248,13 +248,14 @@ def test_schema_references_are_resolved(registry):
     assert registry.requests["/subjects/address-value/versions/1"] == 1
 
 
-def test_json_schema_type_reads_json_and_protobuf_is_refused(registry):
+def test_json_and_protobuf_schema_types_read_their_payloads(registry):
     jid = registry.register("j-value", {"type": "object"}, schema_type="JSON")
     pid = registry.register("p-value", 'syntax = "proto3"; message M { int32 a = 1; }', schema_type="PROTOBUF")
     d = Decoder(registry_url=registry.url)
     assert d.value(rec(confluent_frame(jid, b'{"a": 1}'))) == {"a": 1}
+    assert d.value(rec(confluent_frame(pid, b"\x00\x08\x01"))) == {"a": 1}  # message index [0], then a = 1
     err = _decode_error(d, confluent_frame(pid, b"\x08\x01"))
-    assert err.reason == "value: schema id 2 is a PROTOBUF schema; only Avro (and JSON) payloads are supported"
+    assert err.reason == "value is not valid Protobuf for schema id 2: its message index is truncated"
 
 
 # ---------------------------------------------------------------- AWS Glue framing
