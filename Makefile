@@ -4,10 +4,13 @@
 # runs in Lambda: handler/, kcql/ and the runtime dependencies listed in pyproject.toml's
 # `dependencies` (boto3 is already in the Lambda runtime). No tests, events, docs or dev tools.
 #
-# Native wheels (fastavro) are installed for both Lambda architectures, x86_64 and arm64: their
-# extension modules have different file names (…-x86_64-linux-gnu.so, …-aarch64-linux-gnu.so),
-# so one package runs on either, whatever the template's Architecture parameter says (sam does
-# not tell make which one it is building for).
+# Native wheels (fastavro, protobuf's upb) are installed for both Lambda architectures, x86_64 and
+# arm64: their extension modules have different file names (…-x86_64-linux-gnu.so,
+# …-aarch64-linux-gnu.so), so one package runs on either, whatever the template's Architecture
+# parameter says (sam does not tell make which one it is building for). A stable-ABI module
+# (…abi3.so, as protobuf ships google/_upb/_message.abi3.so) has one name on both, so each
+# architecture's copy is renamed to that architecture's own suffix, which only its interpreter
+# looks for (importlib.machinery.EXTENSION_SUFFIXES).
 #
 # Bytecode: Lambda's task root (/var/task) is read-only, so a package without bytecode is compiled
 # from source on every cold start and the result thrown away. Every .py is therefore compiled here,
@@ -41,6 +44,10 @@ build-InfluxSinkFunction: check-artifacts-dir check-python
 	  $(PYTHON) -m pip install $(PIP_FLAGS) --only-binary=:all: --implementation cp \
 	    --python-version $(LAMBDA_PYTHON_VERSION) --platform $$plat \
 	    --target "$$work/$$plat" -r "$$work/requirements.txt"; \
+	  case $$plat in *x86_64) arch=x86_64;; *aarch64) arch=aarch64;; *) echo "unknown platform $$plat" >&2; exit 1;; esac; \
+	  find "$$work/$$plat" -name '*.abi3.so' | while read -r so; do \
+	    mv "$$so" "$${so%.abi3.so}.cpython-$(subst .,,$(LAMBDA_PYTHON_VERSION))-$$arch-linux-gnu.so"; \
+	  done; \
 	done; \
 	mkdir -p "$(ARTIFACTS_DIR)"; \
 	first=1; for plat in $(PLATFORMS); do \

@@ -151,3 +151,20 @@ def test_the_import_check_sees_every_form(tmp_path: Path) -> None:
                                       "handler/decode/x.py:3: kafka.errors.KafkaError",
                                       "handler/decode/x.py:5: influx_sink_tools.cli",
                                       "handler/decode/x.py:6: handler.consume"]
+
+
+def test_protobuf_runs_on_upb_in_the_artifact_on_both_architectures(artifact: Path) -> None:
+    """protobuf's stable-ABI extension has one file name on both architectures; the build gives each
+    architecture's copy its own interpreter's suffix, and the runtime's Python loads upb from it."""
+    upb = artifact / "google" / "_upb"
+    names = sorted(p.name for p in upb.glob("_message*.so"))
+    assert names == ["_message.cpython-312-aarch64-linux-gnu.so", "_message.cpython-312-x86_64-linux-gnu.so"]
+    assert not list(artifact.rglob("*.abi3.so"))
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from google.protobuf.internal import api_implementation; import handler.decode.protobuf; "
+            "print(api_implementation.Type())")
+    out = subprocess.run([sandbox.python312(), "-S", "-c", code, str(artifact)], capture_output=True, text=True,
+                         check=True, cwd=artifact)
+    assert out.stdout.strip() == "upb"
