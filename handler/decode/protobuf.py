@@ -448,8 +448,18 @@ def converter(root: Descriptor) -> Callable[[Message], Any]:
             return found
         fn = f"_m{len(names)}"
         names[desc.full_name] = fn
-        lines = [f"def {fn}(m):", "    d = {}"]
-        for f in desc.fields:
+        # The leading fields that are one expression each go into one dict display (one
+        # BUILD_CONST_KEY_MAP instead of a store per field); the rest follow in order.
+        fields = list(desc.fields)
+        lead: list[str] = []
+        while fields:
+            lines = field_lines(fields[0])
+            if len(lines) != 1 or not lines[0].startswith("d[") or fields[0].has_presence:
+                break
+            lead.append(lines[0][2:].replace("] = ", ": ", 1))
+            fields.pop(0)
+        lines = [f"def {fn}(m):", f"    d = {{{', '.join(lead)}}}"]
+        for f in fields:
             lines.extend("    " + line for line in field_lines(f))
         lines.append("    return d")
         sources.append("\n".join(lines))
