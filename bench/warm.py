@@ -5,8 +5,8 @@
 Each repetition (after one warm-up) measures, on a fresh 10,000-record event with its own
 timestamps:
 
-- floor decode: base64 + ``json.loads`` (JSON) or base64 + fastavro's ``schemaless_reader`` (Avro)
-  of every record of the event;
+- floor decode: base64 + ``json.loads`` (JSON), base64 + fastavro's ``schemaless_reader`` (Avro)
+  or base64 + the protobuf package's ``ParseFromString`` (Protobuf, upb) of every record of the event;
 - floor ingest: InfluxDB storing the same points, pre-built as line protocol, in one request
   (its own database, same write parameters as the handler's);
 - handler: ``handler.app.lambda_handler(event, context)``, warm.
@@ -59,6 +59,13 @@ def floor_decoder(kind: str) -> Any:
             return loads(b64(value))
 
         return decode_json
+    if kind == "protobuf":
+        parse = workload.protobuf_class().FromString  # ParseFromString on a new message
+
+        def decode_protobuf(value: str) -> Any:
+            return parse(memoryview(b64(value))[6:])  # the 5-byte header and the message index [0]
+
+        return decode_protobuf
     from fastavro import parse_schema, schemaless_reader
 
     parsed = parse_schema(workload.AVRO_SCHEMA)

@@ -1,4 +1,5 @@
-"""The benchmark's records: one sensor-reading shape, as plain JSON and as Confluent-framed Avro.
+"""The benchmark's records: one sensor-reading shape, as plain JSON, Confluent-framed Avro and
+Confluent-framed Protobuf.
 
 Every run uses the same records (a fixed seed), so figures of different runs compare. The
 timestamps of repetition ``rep`` are distinct from every other repetition's, so a repetition
@@ -40,6 +41,45 @@ AVRO_SCHEMA: dict[str, Any] = {
 }
 
 
+PROTOBUF_SCHEMA_ID = 8
+# The Avro record's fields with the same names and types (``ts``: epoch milliseconds, as the Avro
+# ``timestamp-millis`` is read raw; ``firmware``: with presence, like the nullable string).
+PROTOBUF_SCHEMA = """
+syntax = "proto3";
+package bench;
+message Reading {
+  string device = 1;
+  string site = 2;
+  int64 ts = 3;
+  double temperature = 4;
+  double humidity = 5;
+  double pressure = 6;
+  int32 battery = 7;
+  string status = 8;
+  bool ok = 9;
+  optional string firmware = 10;
+}
+"""
+
+
+def protobuf_class() -> Any:
+    """The generated-code equivalent of ``bench.Reading`` (the message class a producer has)."""
+    from google.protobuf import message_factory
+
+    from handler.decode import protobuf
+
+    pool = protobuf.new_pool()
+    file = protobuf.add_file(pool, protobuf.parse_proto(PROTOBUF_SCHEMA, "bench.proto", "bench"), "bench")
+    return message_factory.GetMessageClass(file.message_types_by_name["Reading"])
+
+
+def protobuf_registered() -> str:
+    """The schema as confluent-kafka's ProtobufSerializer registers it: a base64 FileDescriptorProto."""
+    import base64
+
+    return base64.b64encode(protobuf_class().DESCRIPTOR.file.serialized_pb).decode("ascii")
+
+
 def reading(i: int, rep: int, rnd: random.Random) -> dict[str, Any]:
     """Record ``i`` of repetition ``rep``: ~230 bytes of JSON, 8 fields and 2 tags once mapped."""
     dev = i % DEVICES
@@ -76,6 +116,15 @@ def avro_payloads(docs: list[dict[str, Any]], schema_id: int = SCHEMA_ID) -> lis
     return [confluent_frame(schema_id, write_body(parsed, d)) for d in docs]
 
 
+def protobuf_payloads(docs: list[dict[str, Any]], schema_id: int = PROTOBUF_SCHEMA_ID) -> list[bytes]:
+    """Confluent framing: magic byte 0, the 4-byte schema id, message index [0] (one byte 0), the message."""
+    from influx_sink_tools.framing import confluent_frame, confluent_protobuf_body
+
+    cls = protobuf_class()
+    return [confluent_frame(schema_id, confluent_protobuf_body(
+        [0], cls(**{k: v for k, v in d.items() if v is not None}).SerializeToString())) for d in docs]
+
+
 def event(payloads: list[bytes], rep: int) -> dict[str, Any]:
     """An MSK event: records spread over the partitions, offsets increasing per partition."""
     recs = [Rec(TOPIC, i % PARTITIONS, rep * BATCH + i // PARTITIONS, p, timestamp=T0_MS + rep * BATCH + i)
@@ -84,7 +133,8 @@ def event(payloads: list[bytes], rep: int) -> dict[str, Any]:
 
 
 def make_event(kind: str, rep: int, n: int = BATCH) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(event, the source documents) for ``kind`` = ``json`` or ``avro``."""
+    """(event, the source documents) for ``kind`` = ``json``, ``avro`` or ``protobuf``."""
     docs = readings(rep, n)
-    payloads = json_payloads(docs) if kind == "json" else avro_payloads(docs)
+    make = {"json": json_payloads, "avro": avro_payloads, "protobuf": protobuf_payloads}[kind]
+    payloads = make(docs)
     return event(payloads, rep), docs
