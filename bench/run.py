@@ -98,7 +98,7 @@ def warm(kind: str, policy: str, batch_lines: str | None, server: local_influxdb
     db, floor_db = f"bench_{name}", f"floor_{name}"
     for name in (db, floor_db):
         server.query(f'CREATE DATABASE "{name}"')
-    env = base_env(server.url, db, registry.url if kind == "avro" else None)
+    env = base_env(server.url, db, registry.url if kind in ("avro", "protobuf") else None)
     env["BENCH_FLOOR_DB"] = floor_db
     env["CONNECT_INFLUX_ERROR_POLICY"] = policy
     if batch_lines:
@@ -223,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-reps", type=int, default=9, help="paired cold-start runs of each function (default 9)")
     parser.add_argument("--only", choices=("warm", "cold", "memory"), action="append",
                         help="run only these parts (repeatable); RESULTS.md is then not written")
-    parser.add_argument("--cases", default="json:THROW,json:RETRY,avro:THROW,avro:RETRY",
-                        help="payload:policy[:batch.lines] for the warm part (default: json and avro, THROW "
-                        "and RETRY, default batch.lines)")
+    parser.add_argument("--cases", default="json:THROW,json:RETRY,avro:THROW,avro:RETRY,protobuf:THROW,protobuf:RETRY",
+                        help="payload:policy[:batch.lines] for the warm part (default: json, avro and protobuf, "
+                        "THROW and RETRY, default batch.lines)")
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument trees to bench/profiles/")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="influx-sink-bench-"))
     server = local_influxdb.start(str(tmp / "influxd"))
     registry = start_registry({workload.SCHEMA_ID: json.dumps(workload.AVRO_SCHEMA)})
+    registry.add(workload.PROTOBUF_SCHEMA_ID, workload.protobuf_registered(), "PROTOBUF")
     try:
         warm_res: dict[str, dict[str, Any]] = {}
         mem: dict[str, dict[str, Any]] = {}
