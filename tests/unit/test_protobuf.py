@@ -313,3 +313,32 @@ def test_json_and_avro_users_never_import_protobuf():
             "print(sorted(m for m in sys.modules if m.startswith(('google', 'proto_schema_parser', 'antlr4'))))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_mapping_writes_protobuf_records_as_documented(classes, monkeypatch):
+    """Through the compiled KCQL: flattened names, map keys as text, an empty list writes nothing,
+    a Timestamp is the point's time to the nanosecond whatever TIMESTAMPUNIT says, as a field its
+    epoch milliseconds; an unset wrapper or optional field is no field."""
+    import base64
+
+    from handler.decode import Decoder
+    from handler.decode import registry as registry_mod
+    from handler.mapping import Plan
+    from handler.records import KafkaRecord
+    from kcql import parse
+    from tests._lines import point_of
+
+    registry_mod.clear_caches()
+    monkeypatch.setitem(registry_mod._confluent_cache, "http://sr.invalid", {9: _schema(classes)})
+    msg = classes["plant.v1.Reading"](device="d", samples=[], status=2, channel=3)
+    msg.by_floor[7].lat = 1.5
+    msg.at.seconds, msg.at.nanos = 1_700_000_000, 5
+    msg.times.add(seconds=0, nanos=1_999_999)
+    value = base64.b64encode(b"\x00" + (9).to_bytes(4, "big") + b"\x00" + msg.SerializeToString()).decode()
+    plan = Plan(parse("INSERT INTO m SELECT * FROM t IGNORE raw, big, at WITHTIMESTAMP at TIMESTAMPUNIT = SECONDS"),
+                Decoder(registry_url="http://sr.invalid"))
+    (line,) = plan.lines(KafkaRecord("t", 0, 0, 0, None, value, None, None, None))
+    point = point_of(line)
+    assert point.time_ns == 1_700_000_000_000_000_005
+    assert point.fields == {"device": "d", "status": "STOPPED", "channel": 3, "zero": 0, "neg": 0, "f64": 0,
+                            "ratio": 0.0, "by_floor_7_lat": 1.5, "by_floor_7_lon": 0.0, "times0": 1, "class": 0}
