@@ -292,8 +292,9 @@ def add_invoke_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                              "connect.influx.url is not needed and Avro in Confluent or Glue framing needs "
                              "--schema")
     parser.add_argument("--schema", action="append", default=[], metavar="ID=FILE",
-                        help="with --dry-run: the Avro schema (.avsc) of a Confluent schema id (digits) or an "
-                             "AWS Glue schema version id (a UUID); repeatable")
+                        help="with --dry-run: the Avro schema (.avsc) or Protobuf schema (.proto, importing "
+                             "only the well-known types) of a Confluent schema id (digits) or an AWS Glue "
+                             "schema version id (a UUID); repeatable")
     parser.set_defaults(func=run_invoke)
     return parser
 
@@ -416,12 +417,31 @@ def offline_schemas(specs: Sequence[str]) -> dict[str, Any]:
             sid = str(int(sid))
         try:
             with open(path, encoding="utf-8") as fh:
-                out[sid] = parse(fh.read(), f"--schema {sid}={path}")
+                text = fh.read()
+            if path.endswith(".proto"):
+                out[sid] = _offline_protobuf(text, sid, path)
+            else:
+                out[sid] = parse(text, f"--schema {sid}={path}")
         except OSError as err:
             raise UsageError(f"--schema {spec}: {path}: {err.strerror or err}") from None
         except SchemaProblem as err:
             raise UsageError(str(err)) from None
     return out
+
+
+def _offline_protobuf(text: str, sid: str, path: str) -> Any:
+    """A ``.proto`` file as the registry's Protobuf schema of ``sid`` (Confluent framing for a
+    number, Glue framing for a UUID)."""
+    from handler.decode import protobuf
+
+    label = f"--schema {sid}={path}"
+    try:
+        pool = protobuf.new_pool()
+        file = protobuf.add_file(pool, protobuf.parse_proto(text, os.path.basename(path), label), label)
+    except protobuf.SchemaProblem as err:
+        raise UsageError(str(err)) from None
+    return protobuf.ProtobufSchema(file, f"schema id {sid}" if sid.isdigit() else f"AWS Glue schema version {sid}",
+                                   sid.isdigit())
 
 
 def _is_uuid(text: str) -> bool:
