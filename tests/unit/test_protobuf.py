@@ -342,3 +342,35 @@ def test_the_mapping_writes_protobuf_records_as_documented(classes, monkeypatch)
     assert point.time_ns == 1_700_000_000_000_000_005
     assert point.fields == {"device": "d", "status": "STOPPED", "channel": 3, "zero": 0, "neg": 0, "f64": 0,
                             "ratio": 0.0, "by_floor_7_lat": 1.5, "by_floor_7_lon": 0.0, "times0": 1, "class": 0}
+
+
+def test_a_recursive_message_type_converts_to_any_depth_upb_parses():
+    """A type that holds itself gets one converter that calls itself; upb refuses nesting past its
+    limit (100), which fails the record instead of the interpreter's stack."""
+    cls = protobuf_classes({"tree.proto": 'syntax = "proto3"; package t; message Node { int32 v = 1; Node next = 2; }'})
+    node = cls["t.Node"]
+    schema = protobuf.ProtobufSchema(node.DESCRIPTOR.file, "schema id 1", True)
+    head = node(v=0)
+    tail = head
+    for i in range(1, 50):
+        tail.next.v = i
+        tail = tail.next
+    value = schema.read(b"\x00" + head.SerializeToString(), "value")
+    depth = 0
+    while "next" in value:
+        value, depth = value["next"], depth + 1
+    assert (depth, value) == (49, {"v": 49})
+    deep = b""
+    for _ in range(150):  # Node{next: Node{next: ...}} written by hand, past upb's depth limit
+        deep = b"\x12" + _len(len(deep)) + deep  # field 2, length-delimited
+    with pytest.raises(RecordError, match="not valid Protobuf for schema id 1"):
+        schema.read(b"\x00" + deep, "value")
+
+
+def _len(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
