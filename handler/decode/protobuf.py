@@ -299,7 +299,7 @@ class ProtobufSchema:
     def read(self, body: bytes | memoryview, what: str) -> Any:
         """Decode one body; any mismatch is a RecordError for the record."""
         if self._confluent:
-            if body[:1] == b"\x00":
+            if body and body[0] == 0:
                 reader = self._first or self._reader_for((0,), what)
                 self._first = reader
                 start = 1
