@@ -127,14 +127,45 @@ def file_proto(text: str, name: str, label: str) -> descriptor_pb2.FileDescripto
     return proto
 
 
+# Imports producers' serializers never send as references (confluent-kafka's ``_is_builtin``),
+# besides the well-known types: they count on the reader having them.
+_UNSENT_PREFIXES = ("confluent/", "google/type/")
+
+
 def add_file(pool: descriptor_pool.DescriptorPool, proto: descriptor_pb2.FileDescriptorProto,
              label: str) -> FileDescriptor:
-    """Add a file to the pool (its imports must be there); SchemaProblem with upb's reason otherwise."""
+    """Add a file to the pool (its imports must be there); SchemaProblem with upb's reason otherwise.
+
+    An import serializers never send (``confluent/meta.proto``, ``google/type/*.proto``) that the
+    pool does not have is dropped: most schemas import ``confluent/meta.proto`` only for options,
+    which are then kept as unknown fields of the options. A field of a type from such a file
+    still fails the schema, naming the type it cannot resolve."""
+    missing = [i for i, dep in enumerate(proto.dependency)
+               if dep.startswith(_UNSENT_PREFIXES) and not has_file(pool, dep)]
+    if missing:
+        kept = [i for i in range(len(proto.dependency)) if i not in missing]
+        public = [kept.index(i) for i in proto.public_dependency if i in kept]
+        weak = [kept.index(i) for i in proto.weak_dependency if i in kept]
+        deps = [proto.dependency[i] for i in kept]
+        proto = descriptor_pb2.FileDescriptorProto.FromString(proto.SerializeToString())
+        del proto.dependency[:], proto.public_dependency[:], proto.weak_dependency[:]
+        proto.dependency.extend(deps)
+        proto.public_dependency.extend(public)
+        proto.weak_dependency.extend(weak)
     try:
         file: FileDescriptor = pool.AddSerializedFile(proto.SerializeToString())
         return file
     except (TypeError, ValueError, KeyError) as err:
         raise SchemaProblem(f"{label} cannot be used: {err}") from None
+
+
+def has_file(pool: descriptor_pool.DescriptorPool, name: str) -> bool:
+    """True when the pool holds a file of that name."""
+    try:
+        pool.FindFileByName(name)
+    except KeyError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- .proto text

@@ -104,7 +104,7 @@ def _build_protobuf(text: Any, label: str, confluent: bool,
     try:
         pool = protobuf.new_pool()
         for name, ref_text, ref_label in references or ():
-            if name in protobuf.WELL_KNOWN_FILES or _has_file(pool, name):
+            if name in protobuf.WELL_KNOWN_FILES or protobuf.has_file(pool, name):
                 continue  # the pool has its own copy; a diamond of imports adds a file once
             protobuf.add_file(pool, protobuf.file_proto(ref_text, name, ref_label), ref_label)
         root: FileDescriptorProto = protobuf.file_proto(text, f"{label.replace(' ', '-')}.proto", label)
@@ -112,14 +112,6 @@ def _build_protobuf(text: Any, label: str, confluent: bool,
     except protobuf.SchemaProblem as err:
         raise _LookupFailed(str(err), NOT_FOUND_TTL_S) from None
     return protobuf.ProtobufSchema(file, label, confluent)
-
-
-def _has_file(pool: Any, name: str) -> bool:
-    try:
-        pool.FindFileByName(name)
-    except KeyError:
-        return False
-    return True
 
 
 def _build(fmt: str | None, text: Any, label: str, named: dict[str, Any] | None = None) -> Schema:

@@ -374,3 +374,20 @@ def _len(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def test_imports_serializers_never_send_are_dropped_when_unused():
+    """confluent/meta.proto is imported for field options; the schema works without it (the option,
+    an extension of FieldOptions, stays an unknown field). A field of a type from an unsent file
+    still fails the schema, naming the type."""
+    proto = protobuf.parse_proto('syntax = "proto3"; import "confluent/meta.proto"; message M { int32 a = 1; }',
+                                 "m.proto", "x")
+    proto.message_type[0].field[0].options.MergeFromString(b"\xba\x3e\x03\x0a\x01x")  # (confluent.field_meta)
+    file = protobuf.add_file(protobuf.new_pool(), proto, "schema id 1")
+    assert [d.name for d in file.dependencies] == []
+    schema = protobuf.ProtobufSchema(file, "schema id 1", True)
+    assert schema.read(b"\x00\x08\x05", "value") == {"a": 5}
+    dated = protobuf.parse_proto('syntax = "proto3"; import "google/type/date.proto"; '
+                                 "message M { google.type.Date d = 1; }", "d.proto", "x")
+    with pytest.raises(protobuf.SchemaProblem, match=r"schema id 2 cannot be used: .*'google\.type\.Date'"):
+        protobuf.add_file(protobuf.new_pool(), dated, "schema id 2")
