@@ -84,7 +84,7 @@ def glue(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Glue]:
 # ---------------------------------------------------------------- Protobuf message classes
 
 
-def protobuf_classes(files: dict[str, str]) -> dict[str, Any]:
+def protobuf_classes(files: dict[str, str], preloaded: tuple[bytes, ...] = ()) -> dict[str, Any]:
     """Message classes (full name → class) of ``.proto`` texts (import name → text, imports first),
     built in a pool of their own, as generated code would give a producer. There is no protoc
     here: the texts are read by the function's own ``.proto`` reader, which
@@ -94,6 +94,8 @@ def protobuf_classes(files: dict[str, str]) -> dict[str, Any]:
     from handler.decode import protobuf
 
     pool = protobuf.new_pool()
+    for serialized in preloaded:  # files the texts import besides the well-known types (serialized)
+        pool.AddSerializedFile(serialized)
     out: dict[str, Any] = {}
     for name, text in files.items():
         file = protobuf.add_file(pool, protobuf.parse_proto(text, name, name), name)

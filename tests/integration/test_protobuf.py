@@ -58,10 +58,10 @@ message Reading {
 '''
 
 
-def protobuf_classes(files: dict[str, str]) -> dict[str, Any]:
+def protobuf_classes(files: dict[str, str], preloaded: tuple[bytes, ...] = ()) -> dict[str, Any]:
     from tests.fixtures_registry import protobuf_classes as build  # the plugin module, loaded by pytest first
 
-    return build(files)
+    return build(files, preloaded)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +200,22 @@ def test_bad_records_fail_with_topic_partition_offset(sink_env, influx, db, regi
                                    "top-level")
     assert "integer 9223372036854775808 is outside int64" in failures[14].reason
     assert "topic=plant partition=3 offset=11: value is not valid Protobuf" in str(info.value)
+
+
+def test_a_schema_importing_confluent_meta_for_options(sink_env, influx, db, registry):
+    """The serializer never registers confluent/meta.proto (a built-in for it); the import is dropped."""
+    from confluent_kafka.schema_registry.confluent import meta_pb2
+
+    text = ('syntax = "proto3"; package doc; import "confluent/meta.proto"; '
+            "message Doc { int32 n = 1; }")
+    cls = protobuf_classes({"doc.proto": text}, (meta_pb2.DESCRIPTOR.serialized_pb,))["doc.Doc"]
+    value = serializer({"doc.Doc": cls}, "doc.Doc", registry)(cls(n=4), SerializationContext("doc",
+                                                                                             MessageField.VALUE))
+    assert not any(path.startswith("POST /subjects/confluent") for path in registry.requests)
+    sink_env("INSERT INTO m SELECT n FROM doc", CONNECT_INFLUX_SCHEMA_REGISTRY_URL=registry.url)
+    assert lambda_handler(build_event([Rec("doc", 0, 0, value)]), None) == {"batchItemFailures": []}
+    (row,) = query_points(influx, db, "SELECT n FROM m")
+    assert row["n"] == 4
 
 
 def test_protobuf_format_refuses_an_avro_schema(sink_env, influx, db, registry):
