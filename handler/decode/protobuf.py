@@ -16,7 +16,8 @@ shape Avro decoding gives (dicts, lists, scalars):
 - enums by name; an enum number the schema does not name fails the record;
 - nested messages as dicts, repeated fields as lists, maps as dicts with text keys;
 - ``google.protobuf.Timestamp`` as ``lineproto.Instant`` (an aware datetime that keeps the
-  nanoseconds for ``WITHTIMESTAMP``); wrappers (``Int64Value``...) as their value;
+  nanoseconds for ``WITHTIMESTAMP``); ``confluent.type.Decimal`` as an exact ``Decimal``;
+  wrappers (``Int64Value``...) as their value;
   ``Struct``/``Value``/``ListValue`` as the JSON values they stand for;
 - integers as ints (a uint64 above int64's range fails the record only if it is written, as any
   integer InfluxDB cannot store); bytes as bytes, refused only if written.
@@ -42,6 +43,7 @@ import base64
 import binascii
 import keyword
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from google.protobuf import (
@@ -72,6 +74,7 @@ WELL_KNOWN_FILES = frozenset(m.DESCRIPTOR.name for m in _WELL_KNOWN)  # "google/
 _WRAPPERS = frozenset(f"google.protobuf.{n}Value" for n in
                       ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes"))
 _TIMESTAMP = "google.protobuf.Timestamp"
+_DECIMAL = "confluent.type.Decimal"
 _STRUCT, _VALUE, _LIST_VALUE = "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"
 _TS_MIN, _TS_MAX = -62_135_596_800, 253_402_300_799  # 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
 
@@ -87,11 +90,28 @@ class BadValue(ValueError):
 # ---------------------------------------------------------------- schema → descriptors
 
 
+def _confluent_decimal() -> bytes:
+    """``confluent/type/decimal.proto`` (Confluent's decimal type, which its serializers do not send
+    either): ``message Decimal { bytes value = 1; uint32 precision = 2; int32 scale = 3; }``."""
+    proto = descriptor_pb2.FileDescriptorProto(name=CONFLUENT_DECIMAL_FILE, package="confluent.type", syntax="proto3")
+    msg = proto.message_type.add(name="Decimal")
+    for number, (name, kind) in enumerate((("value", FieldDescriptor.TYPE_BYTES),
+                                           ("precision", FieldDescriptor.TYPE_UINT32),
+                                           ("scale", FieldDescriptor.TYPE_INT32)), 1):
+        msg.field.add(name=name, number=number, type=kind, label=FieldDescriptor.LABEL_OPTIONAL)
+    return proto.SerializeToString()
+
+
+CONFLUENT_DECIMAL_FILE = "confluent/type/decimal.proto"
+
+
 def new_pool() -> descriptor_pool.DescriptorPool:
-    """A pool holding the well-known types: producers' serializers never send them as references."""
+    """A pool holding the well-known types and Confluent's decimal: producers' serializers never
+    send them as references."""
     pool = descriptor_pool.DescriptorPool()
     for module in _WELL_KNOWN:
         pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    pool.AddSerializedFile(_confluent_decimal())
     return pool
 
 
@@ -433,6 +453,13 @@ def _timestamp(m: Message) -> Any:
     return instant(seconds, nanos)
 
 
+def _decimal(m: Any) -> Decimal:
+    """A ``confluent.type.Decimal``: the big-endian two's-complement unscaled value and its scale,
+    exactly (no context rounding; the mapping stage writes it as a float, as Avro's decimals)."""
+    sign, digits, _ = Decimal(int.from_bytes(m.value, "big", signed=True)).as_tuple()
+    return Decimal((sign, digits, -m.scale))
+
+
 def _value(v: Any) -> Any:
     kind = v.WhichOneof("kind")
     if kind == "number_value":
@@ -462,8 +489,8 @@ def _bad_enum(enum: str, field: str, number: int) -> Any:
 
 def converter(root: Descriptor) -> Callable[[Message], Any]:
     """The compiled converter of ``root``'s messages (and of every message type they hold)."""
-    env: dict[str, Any] = {"_ts": _timestamp, "_struct": _struct, "_value": _value, "_list_value": _list_value,
-                           "_bad_enum": _bad_enum}
+    env: dict[str, Any] = {"_ts": _timestamp, "_decimal": _decimal, "_struct": _struct, "_value": _value,
+                           "_list_value": _list_value, "_bad_enum": _bad_enum}
     names: dict[str, str] = {}  # message full name → its converter's name in env
     sources: list[str] = []
 
@@ -506,6 +533,8 @@ def converter(root: Descriptor) -> Callable[[Message], Any]:
             name = f.message_type.full_name
             if name == _TIMESTAMP:
                 return [], f"_ts({expr})"
+            if name == _DECIMAL:
+                return [], f"_decimal({expr})"
             if name in _WRAPPERS:
                 return [], f"{expr}.value"
             if name == _STRUCT:

@@ -218,6 +218,24 @@ def test_a_schema_importing_confluent_meta_for_options(sink_env, influx, db, reg
     assert row["n"] == 4
 
 
+def test_a_confluent_decimal_is_a_float(sink_env, influx, db, registry):
+    """confluent/type/decimal.proto is a built-in for the serializer (never registered); the sink has its own."""
+    from decimal import Decimal
+
+    from confluent_kafka.schema_registry.common.protobuf import decimal_to_protobuf
+
+    text = 'syntax = "proto3"; package shop; import "confluent/type/decimal.proto"; ' \
+           "message Sale { confluent.type.Decimal price = 1; }"
+    cls = protobuf_classes({"sale.proto": text})["shop.Sale"]
+    msg = cls()
+    msg.price.MergeFromString(decimal_to_protobuf(Decimal("1234.56"), 2).SerializeToString())
+    value = serializer({"shop.Sale": cls}, "shop.Sale", registry)(msg, SerializationContext("shop", MessageField.VALUE))
+    sink_env("INSERT INTO m SELECT price FROM shop", CONNECT_INFLUX_SCHEMA_REGISTRY_URL=registry.url)
+    assert lambda_handler(build_event([Rec("shop", 0, 0, value)]), None) == {"batchItemFailures": []}
+    (row,) = query_points(influx, db, "SELECT price FROM m")
+    assert row["price"] == 1234.56
+
+
 def test_protobuf_format_refuses_an_avro_schema(sink_env, influx, db, registry):
     sid = registry.register("t-value", {"type": "record", "name": "A", "fields": [{"name": "n", "type": "int"}]})
     sink_env("INSERT INTO m SELECT * FROM t", CONNECT_INFLUX_SCHEMA_REGISTRY_URL=registry.url,

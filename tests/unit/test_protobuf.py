@@ -391,3 +391,19 @@ def test_imports_serializers_never_send_are_dropped_when_unused():
                                  "message M { google.type.Date d = 1; }", "d.proto", "x")
     with pytest.raises(protobuf.SchemaProblem, match=r"schema id 2 cannot be used: .*'google\.type\.Date'"):
         protobuf.add_file(protobuf.new_pool(), dated, "schema id 2")
+
+
+def test_a_confluent_decimal_is_exact():
+    """confluent.type.Decimal: big-endian two's-complement unscaled value and scale, no rounding."""
+    from decimal import Decimal
+
+    cls = protobuf_classes({"price.proto": 'syntax = "proto3"; import "confluent/type/decimal.proto"; '
+                                           "message P { confluent.type.Decimal amount = 1; }"})["P"]
+    unscaled = -(10**40) - 7  # 41 digits: more than the default decimal context's 28
+    msg = cls()
+    msg.amount.value = unscaled.to_bytes(18, "big", signed=True)
+    msg.amount.scale = 3
+    schema = protobuf.ProtobufSchema(cls.DESCRIPTOR.file, "schema id 1", True)
+    value = schema.read(b"\x00" + msg.SerializeToString(), "value")
+    assert value == {"amount": Decimal("-10000000000000000000000000000000000000.007")}
+    assert str(value["amount"]) == "-10000000000000000000000000000000000000.007"
