@@ -50,7 +50,12 @@ def _protocol(settings: Settings) -> LineProtocolWriter:
                            read_timeout=settings.read_timeout_ms / 1000, verify=settings.ssl_verify,
                            ca_bundle=settings.ssl_ca_bundle, gzip=settings.gzip)
     # load() refuses a target without its database or bucket, so the ``or ""`` never applies.
-    if settings.version in (InfluxVersion.V2, InfluxVersion.V3):
+    if settings.version is InfluxVersion.V3:
+        from handler.write.protocol import V3Protocol
+
+        return V3Protocol(HttpTarget(settings.url, **transport), db=settings.bucket or settings.db or "",
+                          accept_partial=settings.accept_partial, no_sync=settings.no_sync, token=settings.token)
+    if settings.version is InfluxVersion.V2:
         from handler.write.protocol import V2Protocol
         from handler.write.transport import ClientTarget
 
