@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from handler.decode import Decoder
-from handler.mapping import Plan
+from handler.mapping import DEFAULT_ROUTE, Plan, Route
 from handler.settings import SSM_PATH_ENV, InfluxVersion, Settings, load
 from handler.write.protocol import LineProtocolWriter, V1Protocol
 from handler.write.schedule import Writer
@@ -32,9 +32,13 @@ class Runtime:
     ssm_values: dict[str, str] | None = field(default=None, repr=False)
 
 
-def make_writer(settings: Settings) -> Writer:
-    """The writer the settings describe: transport, the server version's protocol, chunk size."""
-    return Writer(_protocol(settings), chunk_lines=settings.batch_lines)
+def make_writer(settings: Settings, routes: Sequence[Route] = (DEFAULT_ROUTE,)) -> Writer:
+    """The writer the settings describe: transport, the server version's protocol, chunk size,
+    and one protocol per route (``Plan.routes``: the databases statements name), all sharing
+    the first one's connection."""
+    first = _protocol(settings, routes[0])
+    others = [_protocol(settings, route, first) for route in routes[1:]]
+    return Writer(first, chunk_lines=settings.batch_lines, routes=[first, *others])
 
 
 class _Transport(TypedDict):
@@ -45,26 +49,34 @@ class _Transport(TypedDict):
     gzip: bool
 
 
-def _protocol(settings: Settings) -> LineProtocolWriter:
+def _protocol(settings: Settings, route: Route, shared: LineProtocolWriter | None = None) -> LineProtocolWriter:
+    """The protocol writing to ``route`` (on ``shared``'s transport when given). A route's database
+    replaces the settings' one; a statement naming a database without a retention policy writes to
+    that database's default policy, not to ``connect.influx.retention.policy``."""
     transport = _Transport(connect_timeout=settings.connect_timeout_ms / 1000,
                            read_timeout=settings.read_timeout_ms / 1000, verify=settings.ssl_verify,
                            ca_bundle=settings.ssl_ca_bundle, gzip=settings.gzip)
+    database, rp = route
+    target: Any = getattr(shared, "target", None)
     # load() refuses a target without its database or bucket, so the ``or ""`` never applies.
     if settings.version is InfluxVersion.V3:
         from handler.write.protocol import V3Protocol
 
-        return V3Protocol(HttpTarget(settings.url, **transport), db=settings.bucket or settings.db or "",
+        return V3Protocol(target or HttpTarget(settings.url, **transport),
+                          db=database or settings.bucket or settings.db or "",
                           accept_partial=settings.accept_partial, no_sync=settings.no_sync, token=settings.token)
     if settings.version is InfluxVersion.V2:
         from handler.write.protocol import V2Protocol
         from handler.write.transport import ClientTarget
 
-        return V2Protocol(ClientTarget(settings.url, token=settings.token, **transport),
-                          bucket=settings.bucket or settings.db or "", org=settings.org)
+        return V2Protocol(target or ClientTarget(settings.url, token=settings.token, **transport),
+                          bucket=database or settings.bucket or settings.db or "", org=settings.org)
     username, password = settings.username, settings.password
     if username is None:  # credentials in the URL (http://user:password@host:8086) are Basic auth too
         username, password = url_credentials(settings.url) or (None, None)
-    return V1Protocol(HttpTarget(settings.url, **transport), db=settings.db or "", rp=settings.retention_policy,
+    if database is None:
+        database, rp = settings.db, rp or settings.retention_policy
+    return V1Protocol(target or HttpTarget(settings.url, **transport), db=database or "", rp=rp,
                       consistency=settings.consistency_level, username=username, password=password)
 
 
@@ -83,7 +95,7 @@ def build(environ: Mapping[str, str] | None = None, ssm_values: dict[str, str] |
         ssm_values = _ssm_values(env)
     settings = load(env, ssm_values)
     plan = Plan(settings.statements, Decoder.from_settings(settings))
-    writer = make_writer(settings)
+    writer = make_writer(settings, plan.routes)
     rt = Runtime(settings, plan, writer, env, ssm_values)
     if ssm_values is not None:
         writer.refresh_credentials = lambda: _refresh_credentials(rt)

@@ -332,6 +332,12 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
         except KcqlError as err:
             problems.append(f"{_named('kcql')} is not valid KCQL:\n{err}")
         else:
+            if version is not InfluxVersion.V1:
+                with_rp = [st.text for st in values["statements"] if st.retention_policy is not None]
+                if with_rp:
+                    problems.append(f"{_named('kcql')}: RETENTION POLICY applies to InfluxDB 1.x only; for "
+                                    f"InfluxDB {version}.x name the bucket or database with DATABASE: "
+                                    + "; ".join(with_rp))
             unread = unread_topics(values.get("topics") or (), values["statements"])
             if unread:
                 problems.append(unread_topics_message(unread, values["statements"]))
