@@ -184,6 +184,9 @@ class Settings:
     secret_id: str | None = _setting(
         "connect.influx.secret.id", _text,
         "AWS Secrets Manager secret (name or ARN) holding JSON `username`/`password` (1.x) or `token` (2.x/3.x)")
+    secret_max_age: int = _setting("connect.influx.secret.max.age", _int(0),
+                                   "seconds the secret is cached before it is read again (a refused write "
+                                   "re-reads it at once)", "300")
     retention_policy: str | None = _setting("connect.influx.retention.policy", _text, "1.x retention policy (`rp`)",
                                             "autogen")
     consistency_level: Consistency = _setting(  # noqa: RUF009
