@@ -626,6 +626,9 @@ class CompiledStatement:
         if not self.static_ok and st.target is None:
             failing.insert(0, "the measurement cannot be written")
         out += [f"fails every record: {reason}" for reason in failing]
+        if st.database is not None or st.retention_policy is not None:
+            rp = f", retention policy {st.retention_policy}" if st.retention_policy is not None else ""
+            out.append(f"writes to: {st.database or 'the settings database'}{rp}")
         return out
 
 

@@ -169,7 +169,9 @@ class V3Protocol:
     def refused_lines(self, answer: Answer, sent: int) -> dict[int, str] | None:
         """The lines a partial write names; ``WriteError`` when it names a line the request did
         not have (which lines were stored is then unknown: the whole request counts as not
-        written)."""
+        written). InfluxDB 3 numbers the request's lines from 1, skipping empty and comment lines
+        and keeping a newline inside a string field in its line; the encoder writes neither empty
+        nor comment lines, so line n is ``lines[n - 1]`` of what was sent."""
         if answer.status != 400 or PARTIAL_WRITE not in answer.text:
             return None
         import json

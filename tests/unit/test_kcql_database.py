@@ -58,3 +58,19 @@ def test_errors(text: str, column: int, reason: str) -> None:
     with pytest.raises(kcql.KcqlSyntaxError) as err:
         kcql.parse(text)
     assert (err.value.reason, err.value.column) == (reason, column)
+
+
+def test_plan_routes_each_line_to_its_statements_database() -> None:
+    from handler.mapping import Plan, describe_compiled
+
+    statements = kcql.parse("INSERT INTO m SELECT * FROM a DATABASE x; INSERT INTO m SELECT * FROM a;"
+                            "INSERT INTO n SELECT * FROM b DATABASE x;"
+                            "INSERT INTO m SELECT * FROM c RETENTION POLICY r")
+    plan = Plan(statements)
+    assert plan.routes == [(None, None), ("x", None), (None, "r")] and plan.routed
+    assert plan.line_routes("a", 2) == [1, 0]  # one line per statement, in statement order
+    assert plan.line_routes("b", 1) == [1] and plan.line_routes("c", 3) == [2, 2, 2]
+    assert plan.line_routes("a", 0) == []
+    assert describe_compiled(statements[0])[-1] == "writes to: x"
+    assert describe_compiled(statements[3])[-1] == "writes to: the settings database, retention policy r"
+    assert not Plan(kcql.parse("INSERT INTO m SELECT * FROM a")).routed
