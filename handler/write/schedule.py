@@ -167,11 +167,11 @@ class WriteSession:
         if self.targets is None:
             self._send(self.writer.protocol, idxs, body, end, ())
             return
-        groups = self._by_route(idxs)
-        if len(groups) == 1:
-            ((route, group),) = groups.items()
-            self._send(self.writer.routes[route], group, body, end, ())
+        chunk_routes = set(self.targets[start:end])  # at C speed: most chunks hold one database
+        if len(chunk_routes) == 1:
+            self._send(self.writer.routes[chunk_routes.pop()], idxs, body, end, ())
             return
+        groups = self._by_route(idxs)
         requests = list(groups.items())
         for n, (route, group) in enumerate(requests):
             later = [i for _, g in requests[n + 1:] for i in g]
