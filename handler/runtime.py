@@ -14,16 +14,18 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from handler.decode import Decoder
 from handler.errors import ConfigError
 from handler.mapping import DEFAULT_ROUTE, Plan, Route
-from handler.secrets import Credentials
 from handler.settings import SSM_PATH_ENV, InfluxVersion, Settings, load
 from handler.write.protocol import LineProtocolWriter, V1Protocol
 from handler.write.schedule import Writer
 from handler.write.transport import HttpTarget, url_credentials
+
+if TYPE_CHECKING:  # imported when a secret is set: most functions have none
+    from handler.secrets import Credentials
 
 log = logging.getLogger(__name__)
 
