@@ -135,10 +135,11 @@ def build(environ: Mapping[str, str] | None = None, ssm_values: dict[str, str] |
 
 
 def _refresh_credentials(rt: Runtime) -> bool:
-    """On 401/403: read Secrets Manager and Parameter Store afresh; install the credentials if
-    they changed. A read that fails is logged (never with a value) and leaves the refusal as it is."""
+    """On 401/403: read the credentials' source afresh (Secrets Manager when a secret is set, its
+    credentials winning over the settings', else Parameter Store); install them if they changed.
+    A read that fails is logged (never with a value) and leaves the refusal as it is."""
     try:
-        return _refresh_secret(rt, force=True) or _refresh_ssm_credentials(rt)
+        return _refresh_secret(rt, force=True) if rt.credentials is not None else _refresh_ssm_credentials(rt)
     except ConfigError as err:
         log.warning("cannot re-read the credentials after InfluxDB refused them: %s", err)
         return False
@@ -169,8 +170,7 @@ def _refresh_ssm_credentials(rt: Runtime) -> bool:
     if (new.username, new.password, new.token) == (old.username, old.password, old.token):
         return False
     log.info("credentials changed in Parameter Store; retrying the write with them")
-    new_creds = _with_credentials(new, rt.credentials)
-    rt.writer.set_credentials(new_creds.username, new_creds.password, new_creds.token)
+    rt.writer.set_credentials(new.username, new.password, new.token)
     rt.settings = new
     return True
 

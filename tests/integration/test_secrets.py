@@ -207,3 +207,24 @@ def test_v3_secret_without_a_token_is_refused(sm):
     with pytest.raises(ConfigError, match=r"has no 'token' \(InfluxDB 3\.x needs token\)"):
         build({"CONNECT_INFLUX_URL": "http://127.0.0.1:1", "CONNECT_INFLUX_VERSION": "3", "CONNECT_INFLUX_DB": "d",
                "CONNECT_INFLUX_KCQL": KCQL, "CONNECT_INFLUX_SECRET_ID": name})
+
+
+def test_the_secret_named_in_parameter_store(setup, auth_influx, monkeypatch):
+    """Settings from Parameter Store, the secret's id among them: credentials from the secret, and a
+    rotation while warm costs one refused request."""
+    import boto3
+
+    ssm = boto3.client("ssm")
+    path = f"/influx-sink/secret-test{next(_n)}"
+    for key, env_name in (("connect.influx.url", "CONNECT_INFLUX_URL"), ("connect.influx.db", "CONNECT_INFLUX_DB"),
+                          ("connect.influx.kcql", "CONNECT_INFLUX_KCQL"),
+                          ("connect.influx.secret.id", "CONNECT_INFLUX_SECRET_ID")):
+        ssm.put_parameter(Name=f"{path}/{key}", Value=setup["env"][env_name], Type="String", Overwrite=True)
+        monkeypatch.delenv(env_name)
+    monkeypatch.setenv("CONNECT_INFLUX_SSM_PATH", path)
+    app.reset_runtime()
+    assert app.lambda_handler(json_event([{"v": 1}], topic="t"), None) == {"batchItemFailures": []}
+    assert app.get_runtime().settings.sources["connect.influx.secret.id"] == "ssm"
+    setup["rotate"]("sixth-Pa55")
+    assert app.lambda_handler(json_event([{"v": 2}], topic="t", start_offset=1), None) == {"batchItemFailures": []}
+    assert count(auth_influx, setup["db"]) == 2
