@@ -7,7 +7,8 @@
   some points refused (named by 3.x's partial write, else found by splitting the request until
   each refused point stands alone), or a batch error.
 - ``schedule``: when requests go out — chunks of ``batch.lines`` lines, the writer thread that
-  overlaps them with the mapping, retries with backoff until the deadline.
+  overlaps them with the mapping, retries with backoff until the deadline, and one request per
+  database when statements name their own (KCQL ``DATABASE``).
 
 Which records a refused point or a batch error holds back is the error policy's call, made in
 ``handler.delivery``: the writer only reports which lines were refused and from where nothing was
