@@ -105,8 +105,10 @@ def fetch(secret_id: str, version: InfluxVersion, max_age: int, *, force: bool =
     missing = [k for k in wanted if not isinstance(doc.get(k), str) or not doc.get(k)]
     if missing:
         held = ", ".join(sorted(str(k) for k in doc)) or "nothing"
+        hint = ("; for a token set connect.influx.version to 2 or 3 (auto picks 1 without a token or bucket "
+                "setting)") if version is InfluxVersion.V1 and "token" in doc else ""
         raise ConfigError(f"the secret {secret_id!r} ({SETTING}) has no {' or '.join(repr(k) for k in missing)} "
-                          f"(InfluxDB {version}.x needs {' and '.join(wanted)}); it holds the keys: {held}")
+                          f"(InfluxDB {version}.x needs {' and '.join(wanted)}); it holds the keys: {held}{hint}")
     if version is InfluxVersion.V1:
         return Credentials(username=doc["username"], password=doc["password"])
     return Credentials(token=doc["token"])

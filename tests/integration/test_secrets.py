@@ -146,6 +146,8 @@ def test_the_secret_never_shows(setup, auth_influx, caplog, capsys):
     (json.dumps(["a"]), "is not a JSON object"),
     (json.dumps({"username": "u", "pass": "hidden-Value"}), "has no 'password' (InfluxDB 1.x needs username "
                                                             "and password); it holds the keys: pass, username"),
+    (json.dumps({"token": "hidden-Value"}), "it holds the keys: token; for a token set connect.influx.version to 2 "
+                                            "or 3"),
 ])
 def test_a_bad_secret_is_a_config_error_naming_it_but_not_its_values(setup, sm, value, message):
     sm.put_secret_value(SecretId=setup["arn"], SecretString=value)
