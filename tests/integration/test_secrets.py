@@ -230,3 +230,27 @@ def test_the_secret_named_in_parameter_store(setup, auth_influx, monkeypatch):
     setup["rotate"]("sixth-Pa55")
     assert app.lambda_handler(json_event([{"v": 2}], topic="t", start_offset=1), None) == {"batchItemFailures": []}
     assert count(auth_influx, setup["db"]) == 2
+
+
+def test_a_silent_secrets_manager_ends_at_the_invocations_deadline(setup, monkeypatch):
+    """An endpoint that accepts the connection and never answers: the read is cut by the deadline,
+    and the error says so (instead of botocore's 60 s default)."""
+    import socket
+    import time
+
+    from handler import aws_calls, deadline
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    secrets.clear_cache()
+    aws_calls.clear_clients()
+    deadline.set_deadline(time.monotonic() + 1.5)
+    try:
+        with pytest.raises(ConfigError, match=r"Secrets Manager did not answer within .*the invocation's deadline"):
+            build(setup["env"])
+    finally:
+        deadline.set_deadline(None)
+        aws_calls.clear_clients()
+        silent.close()
