@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from handler import app
 from handler.delivery import run_batch
@@ -182,3 +184,51 @@ def test_lambda_handler_writes_through_v3(server, monkeypatch):
         assert stored(server) == {(0, 0), (0, 2)}
     finally:
         app.reset_runtime()
+
+
+# ------------------------------------------------------------------ any batch: exact sets
+
+
+
+def _expected_retry(batch: list[tuple[int, int, bool]], chunk: int) -> tuple[set[tuple[int, int]], int]:
+    """What RETRY stores and how many requests it sends: chunk after chunk, the lines of a partition
+    with a point refused in an earlier chunk are not sent; a request's valid lines are stored."""
+    stopped: set[int] = set()
+    stored_: set[tuple[int, int]] = set()
+    requests = 0
+    for start in range(0, len(batch), chunk):
+        sent = [r for r in batch[start:start + chunk] if r[0] not in stopped]
+        if sent:
+            requests += 1
+        stored_ |= {(p, o) for p, o, bad in sent if not bad}
+        stopped |= {p for p, _, bad in sent if bad}
+    return stored_, requests
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(1, 6), min_size=1, max_size=3), data=st.data(), chunk=st.integers(1, 7),
+       policy=st.sampled_from(["RETRY", "NOOP"]))
+def test_any_batch_writes_and_reports_exactly(sizes, data, chunk, policy):
+    """Random partitions, refused records and request sizes: the stored and reported sets are the
+    model's, and no line is ever sent twice."""
+    batch = [(p, o, data.draw(st.booleans(), label=f"bad {p}/{o}")) for p, n in enumerate(sizes) for o in range(n)]
+    with influx3(token="tok-3") as srv:
+        srv.columns[("sensors", "m", "v")] = "float"  # the table exists: a string `v` is refused
+        rt = build(env(srv, policy, CONNECT_INFLUX_BATCH_LINES=str(chunk)))
+        result = run_batch(records(batch), rt.plan, rt.writer, rt.settings.error_policy)
+        sent = [line for body in writes(srv) for line in body.decode().splitlines()]
+        assert len(sent) == len(set(sent))
+        bad = {(p, o) for p, o, b in batch if b}
+        if policy == "NOOP":
+            assert stored(srv) == {(p, o) for p, o, _ in batch} - bad
+            assert len(srv.requests) == -(-len(batch) // chunk)
+            assert result.response == {"batchItemFailures": []}
+            assert {(f.partition, f.offset) for f in result.failures} == bad
+        else:
+            want, requests = _expected_retry(batch, chunk)
+            assert stored(srv) == want and len(srv.requests) == requests
+            first = {p: min(o for q, o in bad if q == p) for p, _ in bad}
+            assert {(int(i["itemIdentifier"]["partition"][2:]), i["itemIdentifier"]["offset"])
+                    for i in result.response["batchItemFailures"]} == {
+                (p, o) for p, o, _ in batch if p in first and o >= first[p]}
