@@ -39,7 +39,7 @@ def get_runtime() -> _runtime_mod.Runtime:
         rt = _runtime_mod.build()
         logger.info("influx-sink settings:\n  " + "\n  ".join(rt.settings.describe()))
         _runtime = rt
-    elif _runtime.ssm_values is not None:
+    elif _runtime.watched:  # Parameter Store or Secrets Manager
         rt = _runtime_mod.refresh(_runtime)
         if rt is not _runtime:
             logger.info("influx-sink settings:\n  " + "\n  ".join(rt.settings.describe()))

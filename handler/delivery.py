@@ -236,6 +236,8 @@ class _Batch:
         self.plan = plan
         self.lines: list[str] = []  # what is written, in order
         self.owner: list[int] = []  # line index → record index
+        # line index → route (the database its statement writes to), when statements name databases
+        self.targets: list[int] | None = [] if plan.routed else None
         self.failures: list[Failure] = []  # record failures, in record order
         self.failed: set[int] = set()  # indexes of records that failed
         self.cut: dict[tuple[str, int], int] = {}  # RETRY: partition → offset of its first failure
@@ -248,9 +250,10 @@ class _Batch:
             self._map(start, stop, incremental_cut)
 
     def _map(self, start: int, stop: int, incremental_cut: bool) -> None:
-        records, lines, owner, cut = self.records, self.lines, self.owner, self.cut
-        lines_of = self.plan.lines
+        records, lines, owner, cut, targets = self.records, self.lines, self.owner, self.cut, self.targets
+        lines_of, line_routes = self.plan.lines, self.plan.line_routes
         extend, extend_owner = lines.extend, owner.extend
+        routes: list[int] = []
         for i in range(start, stop):
             rec = records[i]
             try:  # _lines_of written out, so the per-record path of a warm batch makes no extra call
@@ -258,6 +261,8 @@ class _Batch:
                 for line in ls:
                     if not line.isascii():
                         line.encode("utf-8")
+                if targets is not None:
+                    routes = line_routes(rec.topic, len(ls))
             except _CAUGHT as err:  # no cost until one is raised
                 self.failures.append(_record_failure(rec, err) if isinstance(err, RecordError | UnicodeEncodeError)
                                      else _unexpected_failure(rec, err))
@@ -278,6 +283,8 @@ class _Batch:
                 owner.append(i)
             else:
                 extend_owner([i] * len(ls))
+            if targets is not None:
+                targets.extend(routes)
             self.with_lines += 1
 
     def apply_cut(self) -> None:
@@ -288,6 +295,8 @@ class _Batch:
         keep = [j for j, i in enumerate(self.owner) if not self._after_cut(self.records[i])]
         self.lines = [self.lines[j] for j in keep]
         self.owner = [self.owner[j] for j in keep]
+        if self.targets is not None:
+            self.targets = [self.targets[j] for j in keep]
         self.with_lines = len(set(self.owner))
 
     def coordinates(self, indexes: Iterable[int]) -> Iterator[tuple[str, int, int]]:
@@ -336,13 +345,13 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
             batch.apply_cut()
         stop = _StopAfterRefusal(records, batch.owner) if retry else None
         session = writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
-                                 select=stop)
+                                 select=stop, targets=batch.targets)
         session.flush()
         session.wait()
     else:
         stop = _StopAfterRefusal(records, batch.owner) if retry else None
         session = writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
-                                 select=stop, overlap=True)
+                                 select=stop, overlap=True, targets=batch.targets)
         _map_and_write(batch, session, incremental_cut=retry)
     result.tombstones = stats.tombstones - tomb0
     result.non_finite = stats.non_finite - nonfin0
@@ -387,7 +396,7 @@ def _apply_report(batch: _Batch, report: WriteReport, skipped: Iterable[int], fa
         unwritten.add(owner[line_idx])  # RETRY only: reported with the refused record before it
     if report.error is not None and report.unwritten_from is not None:
         result.write_error = report.error
-        for i in dict.fromkeys(owner[report.unwritten_from:]):
+        for i in dict.fromkeys([*(owner[j] for j in report.unwritten), *owner[report.unwritten_from:]]):
             if i not in unwritten:
                 unwritten.add(i)
                 failures.append(_failure(records[i], f"not written: {report.error.reason}", FailureKind.WRITE))

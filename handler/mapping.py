@@ -43,7 +43,8 @@ from kcql import ConstantTag, KcqlError, Path, SelectField, Source, Statement, T
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MISSING", "CompiledStatement", "Context", "Plan", "Point", "Stats", "describe_compiled"]
+__all__ = ["MISSING", "CompiledStatement", "Context", "Plan", "Point", "Route", "Stats", "describe_compiled",
+           "statement_routes"]
 
 # Per statement: distinct field names (and tag values per tag) whose escaped text is kept.
 _KEY_CACHE_LIMIT = 10_000
@@ -625,6 +626,9 @@ class CompiledStatement:
         if not self.static_ok and st.target is None:
             failing.insert(0, "the measurement cannot be written")
         out += [f"fails every record: {reason}" for reason in failing]
+        if st.database is not None or st.retention_policy is not None:
+            rp = f", retention policy {st.retention_policy}" if st.retention_policy is not None else ""
+            out.append(f"writes to: {st.database or 'the settings database'}{rp}")
         return out
 
 
@@ -633,8 +637,26 @@ def describe_compiled(statement: Statement) -> list[str]:
     return CompiledStatement(statement, Stats()).describe()
 
 
+# Where a statement's points go: (database or bucket, retention policy) as its DATABASE and
+# RETENTION POLICY clauses name them; None leaves that part to the settings.
+Route = tuple[str | None, str | None]
+DEFAULT_ROUTE: Route = (None, None)
+
+
+def statement_routes(statements: tuple[Statement, ...]) -> list[Route]:
+    """Every route the statements write to, each once, the settings' own first (index 0): the
+    writer has one request target per route, in this order."""
+    routes = [DEFAULT_ROUTE]
+    for st in statements:
+        route = (st.database, st.retention_policy)
+        if route not in routes:
+            routes.append(route)
+    return routes
+
+
 class Plan:
-    """All statements, grouped by topic: ``lines(record)`` maps one record."""
+    """All statements, grouped by topic: ``lines(record)`` maps one record; with statements that
+    name their database, ``line_routes`` says where each of its lines goes."""
 
     def __init__(self, statements: tuple[Statement, ...], decoder: Decoder | None = None) -> None:
         self.statements = statements
@@ -644,6 +666,25 @@ class Plan:
         for s in statements:
             self.by_topic[s.topic] = (*self.by_topic.get(s.topic, ()), CompiledStatement(s, self.stats))
         self._lines_by_topic: dict[str, Callable[[KafkaRecord], list[str]]] = {}
+        self.routes = statement_routes(statements)
+        self.routed = len(self.routes) > 1  # False: every line goes to the settings' database
+        index = {r: i for i, r in enumerate(self.routes)}
+        self._routes_by_topic = {topic: tuple(index[(c.statement.database, c.statement.retention_policy)]
+                                              for c in compiled) for topic, compiled in self.by_topic.items()}
+        self._one_route = {topic: rs[0] for topic, rs in self._routes_by_topic.items() if len(set(rs)) == 1}
+
+    def line_routes(self, topic: str, count: int) -> list[int]:
+        """The route (index into ``routes``) of each of the ``count`` lines ``lines`` gave a record
+        of ``topic``: its statement's. A topic whose statements write to different databases has one
+        line per statement, in statement order."""
+        one = self._one_route.get(topic)
+        if one is not None:
+            return [one] * count
+        routes = self._routes_by_topic[topic]
+        if count and count != len(routes):
+            raise RecordError(f"{count} line(s) for the {len(routes)} statements of topic {topic!r}, which "
+                              "write to different databases: which line goes where is unknown", FailureKind.MAPPING)
+        return list(routes[:count])
 
     def _statements(self, record: KafkaRecord) -> tuple[CompiledStatement, ...]:
         compiled = self.by_topic.get(record.topic)

@@ -166,14 +166,15 @@ class Settings:
     kcql: str = _setting("connect.influx.kcql", _text, "KCQL statements, `;`-separated", required=True)
     url: str = _setting("connect.influx.url", _url, "InfluxDB URL, e.g. `http://influx:8086`", required=True)
     db: str | None = _setting("connect.influx.db", _text,
-                              "InfluxDB 1.x database (required for 1.x; the bucket's default for 3.x)")
+                              "InfluxDB 1.x or 3.x database (required for 1.x; also the 2.x bucket's default)")
     version: InfluxVersion = _setting(  # noqa: RUF009 - a dataclasses.field, as every _setting is
         "connect.influx.version", _choice(InfluxVersion),
-        "target API: 1 (`/write`), 2 or 3 (`/api/v2/write` via influxdb-client); auto = 2 when a token or "
-        "bucket is set, else 1", "auto")
+        "target API: 1 (`/write`), 2 (`/api/v2/write` via influxdb-client), 3 (`/api/v3/write_lp`); auto = 2 "
+        "when a token or bucket is set, else 1", "auto")
     org: str | None = _setting("connect.influx.org", _text, "2.x/Cloud organization")
-    bucket: str | None = _setting("connect.influx.bucket", _text, "2.x/3.x bucket (3.x: the database; default: db)")
-    token: str | None = _setting("connect.influx.token", _text, "2.x/3.x API token (1.8+: `user:password`)",
+    bucket: str | None = _setting("connect.influx.bucket", _text, "2.x bucket, or 3.x database (default: db)")
+    token: str | None = _setting("connect.influx.token", _text,
+                                 "2.x/3.x API token, sent as `Token` (2.x) or `Bearer` (3.x); 1.8+: `user:password`",
                                  secret=True)
     ssl_verify: bool = _setting("connect.influx.ssl.verify", _bool, "verify the server's TLS certificate", "true")
     ssl_ca_bundle: str | None = _setting("connect.influx.ssl.ca.bundle", _text, "CA bundle file for TLS verification")
@@ -183,6 +184,9 @@ class Settings:
     secret_id: str | None = _setting(
         "connect.influx.secret.id", _text,
         "AWS Secrets Manager secret (name or ARN) holding JSON `username`/`password` (1.x) or `token` (2.x/3.x)")
+    secret_max_age: int = _setting("connect.influx.secret.max.age", _int(0),
+                                   "seconds the secret is cached before it is read again (a refused write "
+                                   "re-reads it at once)", "300")
     retention_policy: str | None = _setting("connect.influx.retention.policy", _text, "1.x retention policy (`rp`)",
                                             "autogen")
     consistency_level: Consistency = _setting(  # noqa: RUF009
@@ -331,6 +335,12 @@ def load(environ: Mapping[str, str], ssm: Mapping[str, str] | None = None) -> Se
         except KcqlError as err:
             problems.append(f"{_named('kcql')} is not valid KCQL:\n{err}")
         else:
+            if version is not InfluxVersion.V1:
+                with_rp = [st.text for st in values["statements"] if st.retention_policy is not None]
+                if with_rp:
+                    problems.append(f"{_named('kcql')}: RETENTION POLICY applies to InfluxDB 1.x only; for "
+                                    f"InfluxDB {version}.x name the bucket or database with DATABASE: "
+                                    + "; ".join(with_rp))
             unread = unread_topics(values.get("topics") or (), values["statements"])
             if unread:
                 problems.append(unread_topics_message(unread, values["statements"]))

@@ -500,6 +500,10 @@ class _KeepLines:
         self.kept.extend(lines)
         return Answer(204, "")
 
+    def refused_lines(self, answer: Any, sent: int) -> dict[int, str] | None:
+        """Every line is "stored": none is refused."""
+        return None
+
     def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
         """Nothing to authenticate to."""
 

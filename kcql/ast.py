@@ -97,6 +97,8 @@ class Statement:
     """``INSERT INTO measurement SELECT fields FROM topic [clauses]``.
 
     ``timestamp`` None means the time of processing (no WITHTIMESTAMP, or ``sys_time()``).
+    ``database`` and ``retention_policy`` (``DATABASE name``, ``RETENTION POLICY name``) say where
+    the statement's points go; None leaves it to the settings.
     ``line`` and ``column`` locate the statement in the setting, for messages.
     """
 
@@ -108,6 +110,8 @@ class Statement:
     timestamp: Path | None = None
     timestamp_unit: TimeUnit | None = None
     tags: tuple[Tag, ...] = ()
+    database: str | None = None
+    retention_policy: str | None = None
     text: str = ""
     line: int = 1
     column: int = 1

@@ -34,6 +34,9 @@ _SEGMENT_RE = re.compile(r"`([^`]*)`|([^.`]+)")
 
 KEYWORDS = ("INSERT", "INTO", "SELECT", "FROM", "AS")
 CLAUSES = ("IGNORE", "WITHTARGET", "WITHTIMESTAMP", "TIMESTAMPUNIT", "WITHTAG")
+# Where a statement writes. Not reserved as names (a topic or field may still be called
+# `database`): they are only recognised where a clause may start, so no existing statement changes.
+WHERE_CLAUSES = ("DATABASE", "RETENTION POLICY")
 # A bare name may not be a keyword that could come next at its spot: otherwise a missing name
 # would silently take the keyword's place (`INSERT INTO SELECT ...`, `FROM WITHTAG(...)`).
 # Backticks make any word a name; inside WITHTAG( ) every word is a name (`WITHTAG(from, to)`).
@@ -121,6 +124,8 @@ def _kw(word: str) -> pp.ParserElement:
 
 INSERT, INTO, SELECT, FROM, AS = (_kw(w) for w in KEYWORDS)
 IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG = (_kw(w) for w in CLAUSES)
+DATABASE = _kw("DATABASE")
+RETENTION_POLICY = pp.Regex(rf"(?i)RETENTION\s+POLICY(?![{_NAME_CHARS}])").set_name("RETENTION POLICY")
 
 
 def _not_keyword(word: str, s: str, loc: int, what: str, reserved: frozenset[str]) -> None:
@@ -284,6 +289,11 @@ TARGET_CLAUSE = _clause("WITHTARGET", WITHTARGET.suppress() - _punct("=", "after
 TIMESTAMP_CLAUSE = _clause("WITHTIMESTAMP", WITHTIMESTAMP.suppress()
                            - (SYS_TIME | _path()).set_name("sys_time() or a field path"))
 UNIT_CLAUSE = _clause("TIMESTAMPUNIT", TIMESTAMPUNIT.suppress() - _punct("=", "after TIMESTAMPUNIT") - UNIT)
+# After DATABASE / RETENTION POLICY a clause word is a missing name, not the name.
+_AFTER_WHERE = _CLAUSE_WORDS | {"DATABASE", "RETENTION"}
+DATABASE_CLAUSE = _clause("DATABASE", DATABASE.suppress() - _name("a database or bucket name", _AFTER_WHERE))
+RP_CLAUSE = _clause("RETENTION POLICY", RETENTION_POLICY.suppress()
+                    - _name("a retention policy name", _AFTER_WHERE))
 TAG_CLAUSE = _clause("WITHTAG", WITHTAG.suppress() - _punct("(", "after WITHTAG") - _listed(TAG)
                      - pp.Suppress(pp.Literal(")").set_name("',' or ')'")))
 
@@ -298,9 +308,10 @@ def _raise(s: str, loc: int, msg: str) -> None:
 
 
 UNSUPPORTED_CLAUSE = pp.Regex(r"(?i)(?:" + "|".join(UNSUPPORTED) + r")(?![\w])").set_parse_action(_unsupported)
-CLAUSE = IGNORE_CLAUSE | TARGET_CLAUSE | TIMESTAMP_CLAUSE | UNIT_CLAUSE | TAG_CLAUSE | UNSUPPORTED_CLAUSE
+CLAUSE = (IGNORE_CLAUSE | TARGET_CLAUSE | TIMESTAMP_CLAUSE | UNIT_CLAUSE | TAG_CLAUSE | DATABASE_CLAUSE | RP_CLAUSE
+          | UNSUPPORTED_CLAUSE)
 END_OF_STATEMENT = pp.FollowedBy((pp.Literal(";") | pp.StringEnd()).set_name(
-    "a clause (" + ", ".join(CLAUSES) + "), ';' or the end"))
+    "a clause (" + ", ".join(CLAUSES + WHERE_CLAUSES) + "), ';' or the end"))
 
 UPSERT = pp.Regex(rf"(?i)UPSERT(?![{_NAME_CHARS}])").set_parse_action(
     lambda s, loc, t: _raise(s, loc, "UPSERT belongs to other Stream Reactor sinks; the InfluxDB sink only "
@@ -363,6 +374,8 @@ def _statement(s: str, loc: int, toks: pp.ParseResults) -> Statement:
         timestamp=ts if isinstance(ts, Path) else None,
         timestamp_unit=unit,
         tags=tuple(t for _, t in located_tags),
+        database=seen.get("DATABASE"),
+        retention_policy=seen.get("RETENTION POLICY"),
         text=s[start:end].strip(),
         line=pp.lineno(start, s),
         column=pp.col(start, s),

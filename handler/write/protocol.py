@@ -1,11 +1,16 @@
 """Protocol: the write request of each InfluxDB version, and what its answer means.
 
 - 1.x: ``POST /write?db=&rp=&precision=n&consistency=`` with Basic auth (``V1Protocol``).
-- 2.x, Cloud, 3.x: ``POST /api/v2/write?org=&bucket=&precision=ns`` with a token (``V2Protocol``).
+- 2.x, Cloud: ``POST /api/v2/write?org=&bucket=&precision=ns`` with a token (``V2Protocol``).
+- 3.x: ``POST /api/v3/write_lp?db=&precision=nanosecond&accept_partial=&no_sync=`` with a bearer
+  token (``V3Protocol``).
 
 What an answer means (``send_lines``):
 
 - 200, 204: every line stored.
+- 3.x's partial write (400 ``partial write of line protocol occurred`` with a ``data`` list of
+  ``line_number``, 1-based, and ``error_message``): the named lines were refused, every other
+  line of the request is stored. Each named line is reported with its reason; nothing is resent.
 - 400 about points (``partial write``, ``unable to parse``, ``field type conflict``, ...), 413
   (body too large) and 422: some lines were refused. The request is split in halves and resent
   until each refused line stands alone; identical points overwrite themselves, so resending the
@@ -33,6 +38,12 @@ class LineProtocolWriter(Protocol):
     it sends from ``lines``)."""
 
     def send(self, lines: Sequence[str], body: bytes | None, at: float | None) -> Answer: ...
+
+    def refused_lines(self, answer: Answer, sent: int) -> dict[int, str] | None:
+        """For an answer that stored some lines of a request of ``sent`` lines and refused the
+        others: the refused lines' positions in the request (0-based) and reasons. None for any
+        other answer."""
+        ...
 
     def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None: ...
 
@@ -97,12 +108,15 @@ class V1Protocol:
     def send(self, lines: Sequence[str], body: bytes | None, at: float | None) -> Answer:
         return self.target.send(self.path, request_body(lines) if body is None else body, dict(self.headers), at)
 
+    def refused_lines(self, answer: Answer, sent: int) -> dict[int, str] | None:
+        return None  # 1.x stores all of a request or none of it
+
     def close(self) -> None:
         self.target.close()
 
 
 class V2Protocol:
-    """``POST /api/v2/write`` (InfluxDB 2.x, Cloud, 3.x) through influxdb-client (``ClientTarget``)."""
+    """``POST /api/v2/write`` (InfluxDB 2.x, Cloud) through influxdb-client (``ClientTarget``)."""
 
     def __init__(self, target: ClientTarget, *, bucket: str, org: str | None) -> None:
         self.target = target
@@ -115,12 +129,77 @@ class V2Protocol:
     def send(self, lines: Sequence[str], body: bytes | None, at: float | None) -> Answer:
         return self.target.post_write(org=self.org, bucket=self.bucket, body="\n".join(lines), precision="ns", at=at)
 
+    def refused_lines(self, answer: Answer, sent: int) -> dict[int, str] | None:
+        return None  # the v2 API names no lines: refused points are found by splitting
+
+    def close(self) -> None:
+        self.target.close()
+
+
+PARTIAL_WRITE = "partial write of line protocol occurred"
+
+
+class V3Protocol:
+    """InfluxDB 3's own ``POST /api/v3/write_lp`` over an ``HttpTarget``.
+
+    With ``accept_partial`` (the server's default, sent explicitly) a request holding invalid
+    lines stores the valid ones and names the others by line number, so a refused point costs no
+    further request. Without it the request is all or nothing, and refused points are found by
+    splitting, as for the other versions. ``no_sync`` asks for the answer before the write-ahead
+    log is persisted (faster; a server crash can lose acknowledged points).
+    """
+
+    def __init__(self, target: HttpTarget, *, db: str, accept_partial: bool = True, no_sync: bool = False,
+                 token: str | None = None) -> None:
+        self.target = target
+        params = {"db": db, "precision": "nanosecond", "accept_partial": str(accept_partial).lower(),
+                  "no_sync": str(no_sync).lower()}
+        self.path = "/api/v3/write_lp?" + urllib.parse.urlencode(params)
+        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        self.set_credentials(None, None, token)
+
+    def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
+        self.headers.pop("Authorization", None)
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def send(self, lines: Sequence[str], body: bytes | None, at: float | None) -> Answer:
+        return self.target.send(self.path, request_body(lines) if body is None else body, dict(self.headers), at)
+
+    def refused_lines(self, answer: Answer, sent: int) -> dict[int, str] | None:
+        """The lines a partial write names; ``WriteError`` when it names a line the request did
+        not have (which lines were stored is then unknown: the whole request counts as not
+        written). InfluxDB 3 numbers the request's lines from 1, skipping empty and comment lines
+        and keeping a newline inside a string field in its line; the encoder writes neither empty
+        nor comment lines, so line n is ``lines[n - 1]`` of what was sent."""
+        if answer.status != 400 or PARTIAL_WRITE not in answer.text:
+            return None
+        import json
+
+        try:
+            doc = json.loads(answer.text)
+        except ValueError:
+            return None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list) or not data:
+            return None
+        out: dict[int, str] = {}
+        for item in data:
+            number = item.get("line_number") if isinstance(item, dict) else None
+            if type(number) is not int or not 1 <= number <= sent:
+                raise WriteError(f"InfluxDB answered a partial write naming line {number!r} of a request of "
+                                 f"{sent} line(s); which lines it stored is unknown", status=400, retryable=False)
+            message = item.get("error_message")
+            out[number - 1] = (str(message).strip() if message else "refused")[:500]
+        return out
+
     def close(self) -> None:
         self.target.close()
 
 
 # Messages of 400 answers that are about some of the points, not about the request as a whole.
-_POINT_ERRORS = ("partial write", "unable to parse", "failed to parse", "conflict", "invalid field",
+_POINT_ERRORS = ("partial write", "parsing failed for write_lp", "unable to parse", "failed to parse", "conflict",
+                 "invalid field",
                  "beyond retention", "max-values-per-tag", "dropped", "invalid number", "invalid boolean",
                  "bad timestamp", "missing field", "missing tag", "line protocol")
 
@@ -177,7 +256,8 @@ class Tally(Protocol):
 def send_lines(proto: LineProtocolWriter, lines: Sequence[str], idxs: list[int], sent: Tally,
                at: float | None, body: bytes | None = None) -> None:
     """Send lines ``idxs`` of ``lines`` (``body``: exactly those lines as a request body, if built)
-    before ``at``; split and resend on refused points, which go to ``sent.rejected``.
+    before ``at``; refused points go to ``sent.rejected``: as the server names them (3.x's partial
+    write), else by splitting the request and resending the halves.
 
     ``WriteError`` for a batch error: a request that cannot even start before the deadline, the
     transport's errors, and every answer that refuses the request as a whole.
@@ -187,6 +267,11 @@ def send_lines(proto: LineProtocolWriter, lines: Sequence[str], idxs: list[int],
         raise WriteError("no time left in this invocation for the write", retryable=False)
     answer = proto.send(_Picked(lines, idxs), body, at)
     if answer.status in (200, 204):
+        return
+    refused = proto.refused_lines(answer, len(idxs))
+    if refused is not None:
+        for pos, reason in refused.items():
+            sent.rejected[idxs[pos]] = reason
         return
     if not about_points(answer):
         raise batch_error(answer)

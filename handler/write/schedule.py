@@ -12,7 +12,16 @@ A chunk that hits a retryable batch error is retried, when ``retries`` is set, w
 (``retry_interval`` doubled each time up to a minute, ``Retry-After`` honoured) while the deadline
 allows; otherwise the first batch error ends the session (``failed``): later chunks are not sent,
 and ``report.unwritten_from`` says from which line on nothing was written. Refused credentials are
-refreshed once per session (``Writer.refresh_credentials``: Parameter Store) and the request resent.
+refreshed once per session (``Writer.refresh_credentials``: Parameter Store, Secrets Manager) and
+the request resent.
+
+Statements may name their own database (``Plan.routes``): the writer then has one protocol per
+route (``routes``, index 0 the settings' database, all on one connection) and the session a route
+per line (``targets``). A chunk's lines go out as one request per route, in the order each route
+first appears in the chunk, so each request writes to one database. A batch error in one of them
+ends the session there: that request's lines and those of the chunk's later requests are listed
+in ``report.unwritten`` (the chunk's earlier requests stay written), and ``unwritten_from`` is the
+chunk's end.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ class WriteReport:
 
     rejected: dict[int, str] = field(default_factory=dict)  # line index → server's reason
     unwritten_from: int | None = None  # first line not written because of ``error`` (None: all tried)
+    unwritten: list[int] = field(default_factory=list)  # before ``unwritten_from``, lines not written either
     error: WriteError | None = None
     requests: int = 0
     retries: int = 0
@@ -47,27 +57,33 @@ class WriteReport:
 
 
 class Writer:
-    """A protocol and the chunk size its sessions write in; kept warm across invocations."""
+    """A protocol (one per route: ``routes``, the first being ``protocol``) and the chunk size its
+    sessions write in; kept warm across invocations."""
 
-    def __init__(self, protocol: LineProtocolWriter, *, chunk_lines: int = 5000) -> None:
+    def __init__(self, protocol: LineProtocolWriter, *, chunk_lines: int = 5000,
+                 routes: Sequence[LineProtocolWriter] = ()) -> None:
         self.protocol = protocol
+        self.routes: list[LineProtocolWriter] = list(routes) or [protocol]
         self.chunk_lines = max(1, chunk_lines)
         # Called once per session on refused credentials; True when it installed new ones.
         self.refresh_credentials: Callable[[], bool] | None = None
 
     def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
         """Install new credentials (a rotated password or token)."""
-        self.protocol.set_credentials(username, password, token)
+        for proto in self.routes:
+            proto.set_credentials(username, password, token)
 
     def close(self) -> None:
-        self.protocol.close()
+        for proto in self.routes:
+            proto.close()
 
     def session(self, lines: Sequence[str], *, deadline: float | None = None, retry_interval: float = 1.0,
                 retries: bool = False, select: Select | None = None, overlap: bool = False,
-                sleep: Callable[[float], None] = time.sleep) -> WriteSession:
-        """One batch's writes of ``lines`` (a list the caller may keep appending to)."""
+                sleep: Callable[[float], None] = time.sleep, targets: Sequence[int] | None = None) -> WriteSession:
+        """One batch's writes of ``lines`` (a list the caller may keep appending to); ``targets``,
+        growing with it, is each line's route (None: every line goes to ``protocol``)."""
         return WriteSession(self, lines, deadline=deadline, retry_interval=retry_interval, retries=retries,
-                            select=select, overlap=overlap, sleep=sleep)
+                            select=select, overlap=overlap, sleep=sleep, targets=targets)
 
 
 class WriteSession:
@@ -77,9 +93,11 @@ class WriteSession:
     """
 
     def __init__(self, writer: Writer, lines: Sequence[str], *, deadline: float | None, retry_interval: float,
-                 retries: bool, select: Select | None, overlap: bool, sleep: Callable[[float], None]) -> None:
+                 retries: bool, select: Select | None, overlap: bool, sleep: Callable[[float], None],
+                 targets: Sequence[int] | None = None) -> None:
         self.writer = writer
         self.lines = lines
+        self.targets = targets
         self.chunk = writer.chunk_lines
         self.deadline = deadline
         self.retry_interval = retry_interval
@@ -146,14 +164,46 @@ class WriteSession:
             idxs = list(range(start, end))
         else:
             body = None  # not the whole chunk any more
+        if self.targets is None:
+            self._send(self.writer.protocol, idxs, body, end, ())
+            return
+        chunk_routes = set(self.targets[start:end])  # at C speed: most chunks hold one database
+        if len(chunk_routes) == 1:
+            self._send(self.writer.routes[chunk_routes.pop()], idxs, body, end, ())
+            return
+        groups = self._by_route(idxs)
+        requests = list(groups.items())
+        for n, (route, group) in enumerate(requests):
+            later = [i for _, g in requests[n + 1:] for i in g]
+            if not self._send(self.writer.routes[route], group, None, end, later):
+                return
+
+    def _by_route(self, idxs: list[int]) -> dict[int, list[int]]:
+        """The lines ``idxs`` by route, routes in the order they first appear."""
+        targets = self.targets
+        assert targets is not None
+        groups: dict[int, list[int]] = {}
+        for i in idxs:
+            route = targets[i]
+            group = groups.get(route)
+            if group is None:
+                groups[route] = [i]
+            else:
+                group.append(i)
+        return groups
+
+    def _send(self, protocol: LineProtocolWriter, idxs: list[int], body: bytes | None, end: int,
+              later: Sequence[int]) -> bool:
+        """One request of lines ``idxs`` (of the chunk ending at ``end``), retried as the session
+        allows; False after a batch error, recorded in the report with the chunk's ``later`` lines."""
+        report = self.report
         delay = self.retry_interval
         attempt = 0
-        protocol = self.writer.protocol
         while idxs:
             attempt += 1
             try:
                 send_lines(protocol, self.lines, idxs, report, self.deadline, body)
-                return
+                return True
             except WriteError as err:
                 if self._refresh(err):
                     attempt -= 1  # the same attempt, with new credentials
@@ -164,14 +214,19 @@ class WriteSession:
                     if self.retries:
                         self._log_give_up(err, attempt, wait, now, len(idxs))
                     report.error = err
-                    report.unwritten_from = idxs[0]
-                    return
+                    if self.targets is None:
+                        report.unwritten_from = idxs[0]
+                    else:
+                        report.unwritten = sorted([*idxs, *later])
+                        report.unwritten_from = end
+                    return False
                 report.retries += 1
                 log.warning("write of %d line(s) failed (attempt %d): %s; retrying in %.1fs", len(idxs), attempt,
                             err.reason, wait, extra={"attempt": attempt, "reason": err.reason,
                                                      "wait_s": round(wait, 3), "lines": len(idxs)})
                 self.sleep(wait)
                 delay = min(delay * 2, 60.0)
+        return True
 
     def _refresh(self, err: WriteError) -> bool:
         """Refused credentials, the first time in this session: True when new ones were installed."""

@@ -2,12 +2,12 @@
 
 Two transports, one per client the server versions are spoken through:
 
-- ``HttpTarget`` (1.x): one kept-alive ``http.client`` connection, reused across warm
+- ``HttpTarget`` (1.x, 3.x): one kept-alive ``http.client`` connection, reused across warm
   invocations. http.client is imported on the cold path anyway; urllib3 or requests would add
   import time for nothing. The socket is opened by ``deadline.open_socket`` (DNS look-up, TCP
   connect and TLS handshake within the connect limit), never by http.client, whose own connect
   would wait the full connect timeout.
-- ``ClientTarget`` (2.x, Cloud, 3.x): influxdb-client's write service, imported only when that
+- ``ClientTarget`` (2.x, Cloud): influxdb-client's write service, imported only when that
   target is chosen. Its ``post_write`` takes a timeout per request, which the client's write
   API accepts but does not pass on, so the service is called directly.
 

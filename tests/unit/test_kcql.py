@@ -434,7 +434,7 @@ def test_error_text_withtarget_without_equals() -> None:
 def test_error_text_unknown_trailing_text() -> None:
     assert str(error("INSERT INTO m SELECT * FROM t garbage")) == (
         "KCQL syntax error at line 1, column 31: expected a clause (IGNORE, WITHTARGET, WITHTIMESTAMP, "
-        "TIMESTAMPUNIT, WITHTAG), ';' or the end, found 'garbage'\n"
+        "TIMESTAMPUNIT, WITHTAG, DATABASE, RETENTION POLICY), ';' or the end, found 'garbage'\n"
         "  INSERT INTO m SELECT * FROM t garbage\n"
         "                                ^")
 
@@ -518,10 +518,11 @@ def test_error_text_seed_and_example() -> None:
     ("INSERT INTO m SELECT * FROM t WITHTIMESTAMP", 44, "expected sys_time() or a field path, found the end"),
     ("INSERT INTO m SELECT * FROM t TIMESTAMPUNIT SECONDS", 45, "expected '=' after TIMESTAMPUNIT, found 'SECONDS'"),
     ("INSERT INTO m SELECT * FROM t WITHTAG(a) INSERT INTO n SELECT * FROM t", 42,
-     "expected a clause (IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG), ';' or the end, found "
-     "'INSERT'"),
+     "expected a clause (IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG, DATABASE, RETENTION POLICY), "
+     "';' or the end, found 'INSERT'"),
     ("INSERT INTO m SELECT * FROM t WITHTAG(a) )", 42,
-     "expected a clause (IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG), ';' or the end, found ')'"),
+     "expected a clause (IGNORE, WITHTARGET, WITHTIMESTAMP, TIMESTAMPUNIT, WITHTAG, DATABASE, RETENTION POLICY), "
+     "';' or the end, found ')'"),
     ("INSERT INTO m SELECT * FROM t WITHTAG(a) WITHTIMESTAMP", 55,
      "expected sys_time() or a field path, found the end"),
 ])
