@@ -447,7 +447,8 @@ def _time_outside(what: str, value: Any) -> RecordError:
 #   Blank lines and lines whose first character after leading spaces or tabs is ``#`` are
 #   skipped.
 # - The measurement runs to the first unescaped ``,`` or space; tag keys and values to an
-#   unescaped ``=``, ``,`` or space. A backslash escapes the character after it for this scan.
+#   unescaped ``=``, ``,`` or space: one preceded by a backslash is escaped. In the field section
+#   a backslash escapes the character after it (``\\,`` is a backslash pair, then a separator).
 #   Names then unescape ``\,`` ``\ `` ``\=`` (measurements and field keys also ``\"``); every
 #   other backslash stays, as InfluxDB keeps it. An unescaped ``=`` in a tag value, an empty
 #   name and a tag key given twice are errors, as for InfluxDB.
@@ -462,8 +463,11 @@ def _time_outside(what: str, value: Any) -> RecordError:
 #   stores. A line without a time gets one from the mapping stage.
 
 _LP_SKIP = re.compile(r"[ \t\x00]*")  # what InfluxDB skips before a line and between sections
-_LP_MEASUREMENT = re.compile(r"(?:[^\\, \n]|\\[^\n])+")
-_LP_NAME = re.compile(r"(?:[^\\,= \n]|\\[^\n])+")  # tag key, tag value, field key
+# Before the fields a separator is escaped when the character before it is a backslash; in the
+# field section a backslash escapes the character after it (so ``\\`` is a pair there).
+_LP_MEASUREMENT = re.compile(r"(?:[^, \n]|(?<=\\)[, ])+")
+_LP_TAG_NAME = re.compile(r"(?:[^,= \n]|(?<=\\)[,= ])+")  # tag key, tag value
+_LP_FIELD_KEY = re.compile(r"(?:[^\\,= \n]|\\[^\n])+")
 _LP_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 _LP_TOKEN = re.compile(r"[^, \t\r\n]*")
 _LP_INT = re.compile(r"-?\d+i")
@@ -548,12 +552,12 @@ def _lp_line(text: str, pos: int, number: int) -> tuple[ParsedLine, int]:
     pos = m.end()
     tags: list[tuple[str, str]] = []
     while text.startswith(",", pos):
-        k = _LP_NAME.match(text, pos + 1)
+        k = _LP_TAG_NAME.match(text, pos + 1)
         if k is None:
             raise _LineSyntax("expected a tag key after ','", pos + 1)
         if not text.startswith("=", k.end()):
             raise _LineSyntax(f"expected '=' after the tag key {shown(k.group(0))}", k.end())
-        v = _LP_NAME.match(text, k.end() + 1)
+        v = _LP_TAG_NAME.match(text, k.end() + 1)
         if v is None:
             raise _LineSyntax(f"expected a value for the tag {shown(k.group(0))}", k.end() + 1)
         pos = v.end()
@@ -568,7 +572,7 @@ def _lp_line(text: str, pos: int, number: int) -> tuple[ParsedLine, int]:
     pos = _LP_SKIP.match(text, pos + 1).end()  # type: ignore[union-attr]
     fields: dict[str, Any] = {}
     while True:
-        k = _LP_NAME.match(text, pos)
+        k = _LP_FIELD_KEY.match(text, pos)
         if k is None:
             raise _LineSyntax("expected a field key", pos)
         if not text.startswith("=", k.end()):
