@@ -458,9 +458,12 @@ def _time_outside(what: str, value: Any) -> RecordError:
 #   a float (``-1.5``, ``1``, ``.5``, ``1e-3``, ``1.5E+10``; finite), or a boolean (``t T true
 #   True TRUE f F false False FALSE``). Anything else (``NaN``, ``+1``, ``1.5i``) is an error.
 #   A field key given twice keeps its last value, as InfluxDB stores it.
-# - After the fields, optionally, whitespace and the time: an integer count of nanoseconds
-#   (the precision Telegraf and InfluxDB's own clients write by default), within what InfluxDB
-#   stores. A line without a time gets one from the mapping stage.
+# - After the fields, optionally, a space (then any more spaces or tabs) and the time: an
+#   integer count of nanoseconds (the precision Telegraf and InfluxDB's own clients write by
+#   default), within what InfluxDB stores. A line without a time gets one from the mapping stage.
+# - Accepted where InfluxDB 1.x refuses, as the meaning is plain: CRLF line endings and
+#   trailing tabs. A comment ends at its newline (1.x's line cutter may run a comment holding
+#   ``="`` on into the next line).
 
 _LP_SKIP = re.compile(r"[ \t\x00]*")  # what InfluxDB skips before a line and between sections
 # Before the fields a separator is escaped when the character before it is a backslash; in the
@@ -585,9 +588,9 @@ def _lp_line(text: str, pos: int, number: int) -> tuple[ParsedLine, int]:
     time_ns: int | None = None
     end = _LP_END.match(text, pos)
     if end is None:
-        at = _LP_SKIP.match(text, pos).end()  # type: ignore[union-attr]
-        if at == pos:
+        if not text.startswith(" ", pos):  # a tab here would be part of the value for InfluxDB
             raise _LineSyntax("expected ',', a space and the time, or the end of the line", pos)
+        at = _LP_SKIP.match(text, pos).end()  # type: ignore[union-attr]
         t = _LP_TIME.match(text, at)
         end = _LP_END.match(text, t.end()) if t is not None else None
         if t is None or end is None:

@@ -130,6 +130,7 @@ def test_a_value_of_many_lines_with_comments_blank_lines_and_crlf() -> None:
     ("cpu v=1 12 13", "the time is not an integer"),
     ("cpu v=1 9223372036854775807", "outside what InfluxDB stores"),
     ("cpu v=1\rx", "expected ',', a space and the time, or the end of the line"),
+    ("cpu v=1\t5", "expected ',', a space and the time, or the end of the line"),  # as InfluxDB 1.x
 ])
 def test_lines_that_do_not_parse(text: str, problem: str) -> None:
     reason = fails(text)
@@ -279,13 +280,18 @@ measurements = names.filter(lambda t: _carried(t, escape_measurement))
 tag_names = names.filter(lambda t: _carried(t, escape_key))
 field_keys = names.filter(lambda t: _carried(t, escape_field_key) and t != "time")
 strings = st.text(st.sampled_from('ab "\\,= \n\t\r\x00é😀'), max_size=8)
-field_values = st.one_of(
-    st.booleans(), st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**64 - 1).map(Unsigned),
-    st.floats(allow_nan=False, allow_infinity=False), strings)
-points = st.tuples(measurements, st.dictionaries(tag_names, names.filter(lambda t: _carried(t, escape_key)),
-                                                 max_size=3),
-                   st.dictionaries(field_keys, field_values, min_size=1, max_size=4),
-                   st.one_of(st.none(), st.integers(-9223372036854775806, 9223372036854775806)))
+
+
+def points(unsigned: bool = True, timeless: bool = True) -> st.SearchStrategy[Any]:
+    """Points (measurement, tags, fields, time) of every field type (``u`` only with ``unsigned``:
+    InfluxDB 1.x refuses it) and, with ``timeless``, some without a time."""
+    values = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                       st.floats(allow_nan=False, allow_infinity=False), strings,
+                       *([st.integers(0, 2**64 - 1).map(Unsigned)] if unsigned else []))
+    times = st.integers(-9223372036854775806, 9223372036854775806)
+    return st.tuples(measurements, st.dictionaries(tag_names, tag_names, max_size=3),
+                     st.dictionaries(field_keys, values, min_size=1, max_size=4),
+                     st.one_of(st.none(), times) if timeless else times)
 
 
 def _name(text: str, specials: str) -> str:
@@ -293,8 +299,10 @@ def _name(text: str, specials: str) -> str:
 
 
 @st.composite
-def written(draw: st.DrawFn, point: tuple[str, dict[str, str], dict[str, Any], int | None]) -> str:
-    """One point as a line, in a style InfluxDB accepts (without the line ending)."""
+def written(draw: st.DrawFn, point: tuple[str, dict[str, str], dict[str, Any], int | None], lenient: bool = True
+            ) -> str:
+    """One point as a line, in a style InfluxDB accepts (without the line ending); ``lenient``
+    adds what the sink accepts and InfluxDB 1.x does not: trailing tabs."""
     measurement, tags, fields, time_ns = point
     out = _name(measurement, ", ")
     order = draw(st.permutations(list(tags)))
@@ -323,20 +331,23 @@ def written(draw: st.DrawFn, point: tuple[str, dict[str, str], dict[str, Any], i
         parts.append(f"{key}={text}")
     out += ",".join(parts)
     if time_ns is not None:
-        out += draw(st.sampled_from([" ", "  ", "\t"])) + str(time_ns)
-    return out + draw(st.sampled_from(["", " ", "\t "]))
+        out += draw(st.sampled_from([" ", "  ", " \t"])) + str(time_ns)
+    return out + draw(st.sampled_from(["", " ", "\t "] if lenient else ["", " "]))
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> tuple[str, list[ParsedLine]]:
-    """A line-protocol value of random points, comments and blank lines, and the points it holds."""
+def documents(draw: st.DrawFn, unsigned: bool = True, timeless: bool = True, lenient: bool = True
+              ) -> tuple[str, list[ParsedLine]]:
+    """A line-protocol value of random points, comments and blank lines, and the points it holds;
+    ``lenient`` adds CRLF line endings and trailing tabs (InfluxDB 1.x refuses both)."""
     text, expected = "", []
-    for point in draw(st.lists(points, min_size=1, max_size=5)):
+    for point in draw(st.lists(points(unsigned, timeless), min_size=1, max_size=5)):
         for _ in range(draw(st.integers(0, 1))):
-            text += draw(st.sampled_from(["# comment\n", "\n", "  \t\r\n", "#x=1 \"y\n"]))
+            text += draw(st.sampled_from(["# comment\n", "\n", "  \t\n", "#x=1 \"y\n"]
+                                         + (["  \t\r\n"] if lenient else [])))
         number = text.count("\n") + 1
-        text += draw(st.sampled_from(["", " ", "\t"])) + draw(written(point))
-        text += draw(st.sampled_from(["\n", "\r\n"]))
+        text += draw(st.sampled_from(["", " ", "\t"])) + draw(written(point, lenient))
+        text += draw(st.sampled_from(["\n", "\r\n"] if lenient else ["\n"]))
         measurement, tags, fields, time_ns = point
         expected.append(ParsedLine(number, measurement, tuple(tags.items()), fields, time_ns))
     if draw(st.booleans()):
