@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +97,11 @@ def test_empty_arrays_and_bad_elements() -> None:
         plan.lines(record([[{"v": 1}]]))
     with pytest.raises(RecordError, match=r"^array element 2: the point has no fields"):
         plan.lines(record([{"v": 1}, {"v": 2}, {"v": None}]))
+
+
+def test_the_documented_example() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "payloads.md").read_text(encoding="utf-8")
+    section = text.split("\n## JSON arrays\n", 1)[1].split("\n## ", 1)[0]
+    (_, kcql), (_, value), (_, written) = re.findall(r"```(\w*)\n(.*?)```", section, re.S)
+    rec = KafkaRecord("sensors", 0, 0, 1, None, base64.b64encode(value.encode()).decode())
+    assert Plan(parse(kcql), Decoder()).lines(rec) == written.splitlines()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -384,3 +386,27 @@ def test_passthrough_writes_the_same_points_again(doc: tuple[str, list[ParsedLin
     kafka_ns = KAFKA_MS * 1_000_000
     _same(again, [e._replace(tags=tuple(sorted(e.tags)), time_ns=kafka_ns if e.time_ns is None else e.time_ns)
                   for e in expected], ordered_tags=True)
+
+
+# ================================================================ the examples of docs/payloads.md
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "payloads.md"
+
+
+def section_blocks(heading: str) -> list[tuple[str, str]]:
+    """The fenced blocks (info string, body) of one ``## `` section of docs/payloads.md."""
+    text = DOCS.read_text(encoding="utf-8").split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+
+
+def test_the_documented_line_protocol_examples() -> None:
+    (_, first), (_, value), (_, kept), (_, second), (_, renamed), (_, error) = section_blocks("Line-protocol topics")
+    got = Plan(parse(first), Decoder(PayloadKind.LINEPROTOCOL)).lines(
+        KafkaRecord("telegraf", 0, 0, KAFKA_MS, None, base64.b64encode(value.encode()).decode()))
+    assert got == kept.splitlines()
+    got = Plan(parse(second), Decoder(PayloadKind.LINEPROTOCOL)).lines(
+        KafkaRecord("telegraf", 0, 0, KAFKA_MS, None, base64.b64encode(value.encode()).decode()))
+    assert got == renamed.splitlines()
+    where, reason = error.strip().split(": ", 1)
+    assert where == "topic=telegraf partition=0 offset=1"
+    assert fails("good,n=1 v=1i 1700000000000000000\nbad,n=2 v=NaN 1700000000000000000\n") == reason
