@@ -635,7 +635,13 @@ class CompiledStatement:
 
 
 def describe_compiled(statement: Statement) -> list[str]:
-    """What a statement compiles to (see ``CompiledStatement.describe``)."""
+    """What a statement compiles to (see ``CompiledStatement.describe``); ``INSERT INTO *`` is
+    only for line-protocol topics, so it is described as one (``LineProtocolStatement.describe``)."""
+    if statement.keep_measurement:
+        try:
+            return LineProtocolStatement(statement, Stats()).describe()
+        except ConfigError as err:
+            return [f"refused at cold start: {str(err).split(chr(10) + '- ', 1)[-1]}"]
     return CompiledStatement(statement, Stats()).describe()
 
 
@@ -870,6 +876,22 @@ class LineProtocolStatement:
         self._put_star = field_writer(self._star_keys, self._learner(self._star_keys, skip), _never, stats)
         self._put_named = field_writer(self._named_keys, self._learner(self._named_keys, frozenset()), _never, stats)
         self.points = self._compile()
+
+    def describe(self) -> list[str]:
+        """What the statement writes for each line (for ``influx-sink kcql``)."""
+        st = self.statement
+        head = "{the line's measurement}" if self.head is None else self.head
+        tags = "{the line's tags}" + "".join(f",{k}={v}" for k, v in sorted(self.constants.items()))
+        tags += "".join(f",{name}={{{name} of the record}}" for name, _ in self.from_record)
+        fields: list[str] = []
+        if self.star:
+            but = [p.text for p in st.ignores] + [src for src, _, _ in self.explicit]
+            fields.append(f"{{every field of the line{' but ' + ', '.join(but) if but else ''}}}")
+        fields += [f"{name}={{{src}}}" for src, name, _ in self.explicit]
+        when = ("{processing time, ns}" if st.sys_time else "{the record's Kafka timestamp, ns}"
+                if st.timestamp is not None else "{the line's time, else the record's Kafka timestamp, ns}")
+        return [f"line: {head}{tags} {','.join(fields)} {when}",
+                "for: connect.influx.value.format=lineprotocol, each line of a value (tags the line has win)"]
 
     def _learner(self, known: dict[str, str], skip: frozenset[str]) -> Callable[[str], str]:
         state = self.state

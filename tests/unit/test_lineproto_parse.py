@@ -410,3 +410,15 @@ def test_the_documented_line_protocol_examples() -> None:
     where, reason = error.strip().split(": ", 1)
     assert where == "topic=telegraf partition=0 offset=1"
     assert fails("good,n=1 v=1i 1700000000000000000\nbad,n=2 v=NaN 1700000000000000000\n") == reason
+
+
+def test_influx_sink_kcql_describes_insert_into_star_as_a_line_protocol_statement() -> None:
+    from handler.mapping import describe_compiled
+
+    (st_ok, st_bad) = parse("INSERT INTO * SELECT * FROM t IGNORE x WITHTAG(env=prod); "
+                            "INSERT INTO * SELECT * FROM t WITHTIMESTAMP ts")
+    assert describe_compiled(st_ok)[0] == ("line: {the line's measurement}{the line's tags},env=prod "
+                                           "{every field of the line but x} "
+                                           "{the line's time, else the record's Kafka timestamp, ns}")
+    assert describe_compiled(st_bad)[0].startswith("refused at cold start: connect.influx.kcql (CONNECT_INFLUX_KCQL): "
+                                                   "WITHTIMESTAMP ts: a line of line protocol keeps its own time")
