@@ -169,3 +169,17 @@ def test_points_of_one_record_on_one_series_and_time_are_counted(sink_env, monke
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert docs[0]["PointsOverwrittenInRecord"] == [1.0] and docs[0]["PointsWritten"] == [3.0]
 
+
+
+def test_a_line_influxdb_refuses_fails_its_record_and_the_rest_of_the_request_is_stored(influx, db, sink_env,
+                                                                                         caplog):
+    """InfluxDB 1.x stores the other points of a request with a refused one: the record's other
+    lines are stored, the record is reported, and a redelivery writes them again at their times."""
+    sink_env(PASSTHROUGH, CONNECT_INFLUX_VALUE_FORMAT="lineprotocol", CONNECT_INFLUX_ERROR_POLICY="RETRY")
+    batch = event([b"a v=1i 5\nb v=1u 5\nc v=1i 5"])
+    for _ in range(2):
+        assert app.lambda_handler(batch, None) == {
+            "batchItemFailures": [{"itemIdentifier": {"partition": "telegraf-0", "offset": 0}}]}
+    assert sorted((r["_measurement"], r["time"]) for r in query_points(influx, db, "SELECT * FROM /.*/")) == [
+        ("a", 5), ("c", 5)]
+    assert "offset=0: InfluxDB rejected the point" in caplog.text
