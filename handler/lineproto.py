@@ -602,6 +602,71 @@ def _lp_line(text: str, pos: int, number: int) -> tuple[ParsedLine, int]:
     return ParsedLine(number, measurement, tuple(tags), fields, time_ns), end.end()
 
 
+_LP_NOT_SIMPLE = re.compile(r'[\\"\t\r\x00]')
+
+
+def _lp_simple(line: str, number: int) -> ParsedLine | None:
+    """A line without backslashes, quotes, tabs, NULs or carriage returns (most lines Telegraf
+    writes), read by splitting it at its separators: the ``ParsedLine`` that ``_lp_line`` reads,
+    several times faster; None for anything else and for any problem, which ``_lp_line`` then
+    reads and names."""
+    parts = line.split(" ")
+    n = len(parts)
+    if n == 2:
+        head, body = parts
+        time_text = None
+    elif n == 3:
+        head, body, time_text = parts
+    else:
+        return None
+    names = head.split(",")
+    measurement = names[0]
+    if not measurement:
+        return None
+    tags: list[tuple[str, str]] = []
+    for pair in names[1:]:
+        kv = pair.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return None
+        tags.append((kv[0], kv[1]))
+    if len(tags) > 1 and len({k for k, _ in tags}) != len(tags):
+        return None
+    fields: dict[str, Any] = {}
+    for pair in body.split(","):
+        kv = pair.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return None
+        key, token = kv
+        found = _LP_BOOLS.get(token)
+        if found is not None:
+            fields[key] = found
+            continue
+        last = token[-1]
+        if last == "i":
+            if not _LP_INT.fullmatch(token) or not INT64_MIN <= (v := int(token[:-1])) <= INT64_MAX:
+                return None
+            fields[key] = v
+        elif last == "u":
+            if not _LP_UINT.fullmatch(token) or (v := int(token[:-1])) > UINT64_MAX:
+                return None
+            fields[key] = Unsigned(v)
+        elif _LP_FLOAT.fullmatch(token):
+            f = float(token)
+            if f - f != 0.0:
+                return None
+            fields[key] = f
+        else:
+            return None
+    time_ns: int | None = None
+    if time_text is not None:
+        if not _LP_TIME.fullmatch(time_text):
+            return None
+        time_ns = int(time_text)
+        if not TIME_MIN_NS <= time_ns <= TIME_MAX_NS:
+            return None
+    return ParsedLine(number, measurement, tuple(tags), fields, time_ns)
+
+
 def _lp_error(text: str, start: int, number: int, problem: _LineSyntax) -> RecordError:
     stop = text.find("\n", start)
     line = text[start:stop if stop >= 0 else len(text)].rstrip("\r")
@@ -616,7 +681,7 @@ def parse_lines(text: str) -> list[ParsedLine]:
     RecordError (decode) naming the first line that does not parse, by number and text."""
     out: list[ParsedLine] = []
     pos, number, n = 0, 1, len(text)
-    skip, blank, find = _LP_SKIP.match, _LP_END.match, text.find
+    skip, blank, find, not_simple = _LP_SKIP.match, _LP_END.match, text.find, _LP_NOT_SIMPLE.search
     while pos < n:
         start = pos
         pos = skip(text, pos).end()  # type: ignore[union-attr]
@@ -625,6 +690,16 @@ def parse_lines(text: str) -> list[ParsedLine]:
             pos = n if stop < 0 else stop + 1
             number += 1
             continue
+        stop = find("\n", pos)
+        if stop < 0:
+            stop = n
+        if not_simple(text, pos, stop) is None:
+            simple = _lp_simple(text[pos:stop], number)
+            if simple is not None:
+                out.append(simple)
+                pos = stop + 1
+                number += 1
+                continue
         try:
             line, pos = _lp_line(text, pos, number)
         except _LineSyntax as problem:

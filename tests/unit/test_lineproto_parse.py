@@ -422,3 +422,40 @@ def test_influx_sink_kcql_describes_insert_into_star_as_a_line_protocol_statemen
                                            "{the line's time, else the record's Kafka timestamp, ns}")
     assert describe_compiled(st_bad)[0].startswith("refused at cold start: connect.influx.kcql (CONNECT_INFLUX_KCQL): "
                                                    "WITHTIMESTAMP ts: a line of line protocol keeps its own time")
+
+
+def _both_ways(text: str) -> tuple[Any, Any]:
+    """``parse_lines(text)`` with the split-based reading of simple lines, and without it."""
+    import handler.lineproto as lp
+
+    def read() -> Any:
+        try:
+            return parse_lines(text)
+        except RecordError as err:
+            return err.reason
+
+    fast = read()
+    saved = lp._LP_NOT_SIMPLE
+    lp._LP_NOT_SIMPLE = re.compile(r"")  # every line "not simple": only the full reader
+    try:
+        return fast, read()
+    finally:
+        lp._LP_NOT_SIMPLE = saved
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(doc=documents())
+def test_simple_lines_read_the_same_split_or_scanned(doc: tuple[str, list[ParsedLine]]) -> None:
+    fast, full = _both_ways(doc[0])
+    assert fast == full
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.lists(st.sampled_from(["m", "v", "=", "1", "1i", "-2u", "99999999999999999999u", "1e999", ",",
+                                       " ", "  ", "t", "True", ".5", "-", "#", "\n", '"', "\\", "m v=1", ",a=b", " 5",
+                                       " -9223372036854775807", "\r"]), max_size=12).map("".join))
+def test_any_text_reads_the_same_split_or_scanned(text: str) -> None:
+    fast, full = _both_ways(text)
+    assert fast == full
+    if isinstance(fast, list):
+        assert [type(v) for p in fast for v in p.fields.values()] == [type(v) for p in full for v in p.fields.values()]
