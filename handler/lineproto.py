@@ -3,6 +3,8 @@
 The mapping stage (``handler.mapping``) decides *which* values a record's line holds; this
 module decides how each one is written and what InfluxDB can store: field values (``field_writer``),
 tag values (``tag_text``, ``tag_pair``), names (``escape_*``) and times (``timestamp_reader``).
+It also reads line protocol (``parse_lines``, for line-protocol topics) into values, which are
+then written again through the same functions: see "reading line protocol" below.
 
 Hand-written rather than influxdb-client's ``Point``: it is several times faster on a large
 batch, and it enforces what the library does not: no name or value from a record may end a

@@ -224,7 +224,7 @@ def test_names_the_encoder_cannot_carry_fail_the_record_naming_the_line() -> Non
 
 
 def test_a_field_named_time_is_left_out_as_for_every_payload(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="handler.mapping"):
         assert lines("INSERT INTO * SELECT * FROM t", b"m time=1i,v=2i 5") == ["m v=2i 5"]
     assert "a field named 'time' is left out" in caplog.text
 
