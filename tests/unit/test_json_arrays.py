@@ -105,3 +105,19 @@ def test_the_documented_example() -> None:
     (_, kcql), (_, value), (_, written) = re.findall(r"```(\w*)\n(.*?)```", section, re.S)
     rec = KafkaRecord("sensors", 0, 0, 1, None, base64.b64encode(value.encode()).decode())
     assert Plan(parse(kcql), Decoder()).lines(rec) == written.splitlines()
+
+
+def test_an_avro_array_of_records() -> None:
+    import io
+
+    import fastavro
+
+    schema = {"type": "array", "items": {"type": "record", "name": "R", "fields": [
+        {"name": "sensor", "type": "string"}, {"name": "v", "type": "double"}]}}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema),
+                               [{"sensor": "a", "v": 1.5}, {"sensor": "b", "v": 2.0}])
+    rec = KafkaRecord("t", 0, 0, 1, None, base64.b64encode(body.getvalue()).decode())
+    plan = Plan(parse("INSERT INTO m SELECT v FROM t WITHTAG(sensor) WITHTIMESTAMP _timestamp"),
+                Decoder("avro", value_schema=json.dumps(schema)))
+    assert plan.lines(rec) == ["m,sensor=a v=1.5 1000000", "m,sensor=b v=2.0 1000000"]

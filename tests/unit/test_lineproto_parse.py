@@ -459,3 +459,8 @@ def test_any_text_reads_the_same_split_or_scanned(text: str) -> None:
     assert fast == full
     if isinstance(fast, list):
         assert [type(v) for p in fast for v in p.fields.values()] == [type(v) for p in full for v in p.fields.values()]
+
+
+def test_every_statement_of_the_topic_writes_every_line() -> None:
+    kcql = "INSERT INTO * SELECT * FROM t; INSERT INTO copy SELECT * FROM t WITHTAG(c=1)"
+    assert lines(kcql, b"m v=1 5\nn w=2i 6") == ["m v=1.0 5", "n w=2i 6", "copy,c=1 v=1.0 5", "copy,c=1 w=2i 6"]
