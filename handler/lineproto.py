@@ -464,8 +464,8 @@ def _time_outside(what: str, value: Any) -> RecordError:
 #   integer count of nanoseconds (the precision Telegraf and InfluxDB's own clients write by
 #   default), within what InfluxDB stores. A line without a time gets one from the mapping stage.
 # - Accepted where InfluxDB 1.x refuses, as the meaning is plain: CRLF line endings and
-#   trailing tabs. A comment ends at its newline (1.x's line cutter may run a comment holding
-#   ``="`` on into the next line).
+#   trailing tabs. A comment ends at its newline, and leading whitespace is only skipped (1.x's
+#   line cutter may run a comment, or a line led by a space, holding ``="`` on into the next line).
 
 _LP_SKIP = re.compile(r"[ \t\x00]*")  # what InfluxDB skips before a line and between sections
 # Before the fields a separator is escaped when the character before it is a backslash; in the
