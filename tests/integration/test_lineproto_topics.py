@@ -73,7 +73,7 @@ def test_a_telegraf_batch_is_stored_as_writing_it_directly_stores_it(influx, db,
                                                                                           "syslog"}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[
+@settings(max_examples=30, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 @given(doc=documents(unsigned=False, timeless=False, lenient=False))
 def test_random_valid_lines_are_stored_as_written_directly(influx, sink_env, monkeypatch, doc):
