@@ -3,7 +3,9 @@
 ``Plan(statements, decoder)`` resolves every path, name, unit and rule of every statement up
 front, so mapping a record is a few dict look-ups and calls: no string dispatch on paths, no
 parsing per record. How each value is written (field values, tag values, names, times) is
-``handler.lineproto``'s; this module decides which values a record's line holds.
+``handler.lineproto``'s; this module decides which values a record's line holds. A value that is
+an array is a line per element (``_array_lines``); a line-protocol topic's statements write each
+parsed line again (``LineProtocolStatement``).
 
 A record that cannot be mapped raises ``RecordError`` with the reason (the caller adds the
 record's coordinates). When a record has several problems, the one named is always the same:
@@ -674,7 +676,8 @@ class Plan:
         return compiled
 
     def lines(self, record: KafkaRecord) -> list[str]:
-        """The record's lines of line protocol, one per statement of its topic; [] for a tombstone."""
+        """The record's lines of line protocol, one per statement of its topic (per element of an
+        array value, per line of a line-protocol value); [] for a tombstone."""
         fn = self._lines_by_topic.get(record.topic)
         if fn is None:
             lp = self.lp_by_topic.get(record.topic)
