@@ -54,7 +54,7 @@ def stored(influx: local_influxdb.InfluxServer, db: str) -> dict[str, Any]:
 
 
 def new_db(influx: local_influxdb.InfluxServer) -> str:
-    name = f"lp{os.getpid()}_{next(_dbs)}"
+    name = f"lptopics{os.getpid()}_{next(_dbs)}"  # a prefix of its own: other modules count from 0 too
     influx.query(f'CREATE DATABASE "{name}"')
     return name
 
@@ -83,12 +83,16 @@ def test_random_valid_lines_are_stored_as_written_directly(influx, sink_env, mon
     monkeypatch.setenv("CONNECT_INFLUX_DB", through)
     app.reset_runtime()
     assert app.lambda_handler(event([text.encode()]), None) == {"batchItemFailures": []}
-    status, body = write_direct(influx, direct, text.encode())
-    assert status == 204, body
-    got = stored(influx, through)
-    assert got["series"] and got == stored(influx, direct)
-    # Every series is there (a query may not return some names, as for a direct write: '="').
-    assert len(got["series"][0]["values"]) == len({(p.measurement, tuple(sorted(p.tags))) for p in expected})
+    try:
+        status, body = write_direct(influx, direct, text.encode())
+        assert status == 204, body
+        got = stored(influx, through)
+        assert got["series"] and got == stored(influx, direct)
+        # Every series is there (a query may not return some names, as for a direct write: '="').
+        assert len(got["series"][0]["values"]) == len({(p.measurement, tuple(sorted(p.tags))) for p in expected})
+    finally:
+        for name in (through, direct):
+            influx.query(f'DROP DATABASE "{name}"')
 
 
 def test_lines_without_time_take_the_kafka_time_so_redelivery_overwrites(influx, db, sink_env):
