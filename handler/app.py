@@ -99,6 +99,7 @@ def _emit_metrics(result: BatchResult) -> None:
     metrics.add_metric("PointsWritten", MetricUnit.Count, result.points)
     metrics.add_metric("TombstonesSkipped", MetricUnit.Count, result.tombstones)
     metrics.add_metric("NonFiniteFieldsSkipped", MetricUnit.Count, result.non_finite)
+    metrics.add_metric("PointsOverwrittenInRecord", MetricUnit.Count, result.overwritten)
     metrics.add_metric("WriteLatency", MetricUnit.Milliseconds, result.write_seconds * 1000)
     metrics.add_metric("WriteRetries", MetricUnit.Count, result.write_retries)
     for kind, n in Counter(f.kind for f in result.failures).items():

@@ -106,6 +106,7 @@ class BatchResult:
     points: int = 0
     tombstones: int = 0
     non_finite: int = 0
+    overwritten: int = 0
     failures: list[Failure] = field(default_factory=list)
     reported: list[KafkaRecord] = field(default_factory=list)
     write_seconds: float = 0.0
@@ -333,7 +334,7 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
     """Map, write and report one batch under ``policy`` (THROW, RETRY or NOOP)."""
     result = BatchResult(received=len(records))
     stats = plan.stats
-    tomb0, nonfin0 = stats.tombstones, stats.non_finite
+    tomb0, nonfin0, over0 = stats.tombstones, stats.non_finite, stats.overwritten
     batch = _Batch(records, plan)
     retry = policy == ErrorPolicy.RETRY
     if policy == ErrorPolicy.THROW or (retry and not _ascending(records)):
@@ -355,6 +356,7 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
         _map_and_write(batch, session, incremental_cut=retry)
     result.tombstones = stats.tombstones - tomb0
     result.non_finite = stats.non_finite - nonfin0
+    result.overwritten = stats.overwritten - over0
     report = session.report
     result.write_seconds = report.seconds
     failures = batch.failures

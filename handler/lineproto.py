@@ -3,6 +3,8 @@
 The mapping stage (``handler.mapping``) decides *which* values a record's line holds; this
 module decides how each one is written and what InfluxDB can store: field values (``field_writer``),
 tag values (``tag_text``, ``tag_pair``), names (``escape_*``) and times (``timestamp_reader``).
+It also reads line protocol (``parse_lines``, for line-protocol topics) into values, which are
+then written again through the same functions: see "reading line protocol" below.
 
 Hand-written rather than influxdb-client's ``Point``: it is several times faster on a large
 batch, and it enforces what the library does not: no name or value from a record may end a
@@ -54,6 +56,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from handler.errors import FailureKind, RecordError
 from handler.records import MISSING
+
+
+class Unsigned(int):
+    """An unsigned 64-bit field value: written with line protocol's ``u`` suffix, so a line
+    read from a line-protocol value keeps its type (``int`` fields are written ``i``)."""
+
+    __slots__ = ()
 
 
 class Point(NamedTuple):
@@ -148,6 +157,7 @@ def escape_field_key(text: str) -> str:
 # ---------------------------------------------------------------- values
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
 # InfluxDB stores times from 1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z.
 TIME_MIN_NS, TIME_MAX_NS = -9223372036854775806, 9223372036854775806
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -224,6 +234,8 @@ def field_writer(known: dict[str, str], learn: Callable[[str], str], other: Othe
                 out.append(ke + ("true" if v else "false"))
             elif t is datetime:  # Avro's timestamp-millis and -micros, on every record that has one
                 out.append(f"{ke}{datetime_ms(v)}i")
+            elif t is Unsigned:  # only from a line-protocol value's ``u`` fields, range-checked when read
+                out.append(f"{ke}{int(v)}u")
             elif v is not None:
                 other(out, k, v)
 
@@ -440,3 +452,287 @@ def timestamp_reader(what: str, factor: int, float_factor: int) -> Callable[[Any
 def _time_outside(what: str, value: Any) -> RecordError:
     return RecordError(f"timestamp '{what}' = {shown(value)} is outside what InfluxDB can store "
                        "(1677-09-21 .. 2262-04-11)")
+
+
+# ---------------------------------------------------------------- reading line protocol
+#
+# A value of a line-protocol topic is read line by line into ``ParsedLine`` values, which the
+# mapping stage writes again through the functions above: nothing of the input text reaches
+# the output unescaped, so a line can never carry more, or other, points than it reads as.
+#
+# What is read, as InfluxDB reads it (models/points.go of 1.x, the rules of its write API):
+#
+# - Lines end at a newline outside a string field value (a string may hold newlines); a
+#   ``\r`` right before the newline, and spaces or tabs at the end, are part of the ending.
+#   Blank lines and lines whose first character after leading spaces or tabs is ``#`` are
+#   skipped.
+# - The measurement runs to the first unescaped ``,`` or space; tag keys and values to an
+#   unescaped ``=``, ``,`` or space: one preceded by a backslash is escaped. In the field section
+#   a backslash escapes the character after it (``\\,`` is a backslash pair, then a separator).
+#   Names then unescape ``\,`` ``\ `` ``\=`` (measurements and field keys also ``\"``); every
+#   other backslash stays, as InfluxDB keeps it. An unescaped ``=`` in a tag value, an empty
+#   name and a tag key given twice are errors, as for InfluxDB.
+# - One space ends the tags; then (after any more spaces or tabs) the fields: ``key=value``
+#   pairs separated by ``,``. A value is a string (``"..."``; ``\\`` and ``\"`` unescaped, any
+#   other backslash kept), an integer (``-12i``, int64), an unsigned integer (``12u``, uint64),
+#   a float (``-1.5``, ``1``, ``.5``, ``1e-3``, ``1.5E+10``; finite), or a boolean (``t T true
+#   True TRUE f F false False FALSE``). Anything else (``NaN``, ``+1``, ``1.5i``) is an error.
+#   A field key given twice keeps its last value, as InfluxDB stores it.
+# - After the fields, optionally, a space (then any more spaces or tabs) and the time: an
+#   integer count of nanoseconds (the precision Telegraf and InfluxDB's own clients write by
+#   default), within what InfluxDB stores. A line without a time gets one from the mapping stage.
+# - Accepted where InfluxDB 1.x refuses, as the meaning is plain: CRLF line endings and
+#   trailing tabs. A comment ends at its newline, and leading whitespace is only skipped (1.x's
+#   line cutter may run a comment, or a line led by a space, holding ``="`` on into the next line).
+
+_LP_SKIP = re.compile(r"[ \t\x00]*")  # what InfluxDB skips before a line and between sections
+# Before the fields a separator is escaped when the character before it is a backslash; in the
+# field section a backslash escapes the character after it (so ``\\`` is a pair there).
+_LP_MEASUREMENT = re.compile(r"(?:[^, \n]|(?<=\\)[, ])+")
+_LP_TAG_NAME = re.compile(r"(?:[^,= \n]|(?<=\\)[,= ])+")  # tag key, tag value
+_LP_FIELD_KEY = re.compile(r"(?:[^\\,= \n]|\\[^\n])+")
+_LP_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+_LP_TOKEN = re.compile(r"[^, \t\r\n]*")
+_LP_INT = re.compile(r"-?\d+i")
+_LP_UINT = re.compile(r"\d+u")
+_LP_FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_LP_TIME = re.compile(r"-?\d+")
+_LP_END = re.compile(r"[ \t\x00]*\r?(?:\n|\Z)")
+_LP_BOOLS = {"t": True, "T": True, "true": True, "True": True, "TRUE": True,
+             "f": False, "F": False, "false": False, "False": False, "FALSE": False}
+_LP_UNESCAPE_TAG = re.compile(r"\\([,= ])")
+_LP_UNESCAPE_NAME = re.compile(r'\\([,= "])')
+_LP_UNESCAPE_STRING = re.compile(r'\\([\\"])')
+_LP_SHOWN = 60  # characters of a line quoted in an error
+
+
+class ParsedLine(NamedTuple):
+    """One point of a line-protocol value, as values: names unescaped, ``tags`` in the order
+    written, ``fields`` of bool/int/float/str/``Unsigned`` values, ``time_ns`` None when the line
+    has no time. ``number`` is the line's number in the value (from 1), for messages."""
+
+    number: int
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: dict[str, Any]
+    time_ns: int | None
+
+
+class _LineSyntax(ValueError):
+    """Where and why a line does not parse; ``parse_lines`` turns it into the record's error."""
+
+    def __init__(self, what: str, at: int) -> None:
+        self.what = what
+        self.at = at
+
+
+def _unescape(pattern: re.Pattern[str], text: str) -> str:
+    return pattern.sub(r"\1", text) if "\\" in text else text
+
+
+def _lp_value(text: str, pos: int) -> tuple[Any, int]:
+    """The field value at ``pos`` and where it ends."""
+    if text.startswith('"', pos):
+        m = _LP_STRING.match(text, pos)
+        if m is None:
+            raise _LineSyntax("a string field value has no closing '\"'", pos)
+        return _unescape(_LP_UNESCAPE_STRING, m.group(1)), m.end()
+    end = _LP_TOKEN.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty text too
+    token = text[pos:end]
+    if not token:
+        raise _LineSyntax("expected a field value", pos)
+    first = token[0]
+    if first.isdigit() or first in "-.":
+        last = token[-1]
+        if last == "i" and _LP_INT.fullmatch(token):
+            n = int(token[:-1])
+            if not INT64_MIN <= n <= INT64_MAX:
+                raise _LineSyntax(f"integer {shown(token)} is outside int64", pos)
+            return n, end
+        if last == "u" and _LP_UINT.fullmatch(token):
+            n = int(token[:-1])
+            if n > UINT64_MAX:
+                raise _LineSyntax(f"unsigned integer {shown(token)} is outside uint64", pos)
+            return Unsigned(n), end
+        if _LP_FLOAT.fullmatch(token):
+            f = float(token)
+            if f - f != 0.0:
+                raise _LineSyntax(f"float {shown(token)} is outside float64", pos)
+            return f, end
+        raise _LineSyntax(f"{shown(token)} is not a number (integers end in 'i', unsigned ones in 'u')", pos)
+    found = _LP_BOOLS.get(token)
+    if found is None:
+        raise _LineSyntax(f"{shown(token)} is not a field value (a number, a boolean or a \"string\")", pos)
+    return found, end
+
+
+def _lp_line(text: str, pos: int, number: int) -> tuple[ParsedLine, int]:
+    """The line starting at ``pos`` (at its measurement) and the position after its ending."""
+    m = _LP_MEASUREMENT.match(text, pos)
+    if m is None:
+        raise _LineSyntax("expected a measurement", pos)
+    measurement = _unescape(_LP_UNESCAPE_NAME, m.group(0))
+    pos = m.end()
+    tags: list[tuple[str, str]] = []
+    while text.startswith(",", pos):
+        k = _LP_TAG_NAME.match(text, pos + 1)
+        if k is None:
+            raise _LineSyntax("expected a tag key after ','", pos + 1)
+        if not text.startswith("=", k.end()):
+            raise _LineSyntax(f"expected '=' after the tag key {shown(k.group(0))}", k.end())
+        v = _LP_TAG_NAME.match(text, k.end() + 1)
+        if v is None:
+            raise _LineSyntax(f"expected a value for the tag {shown(k.group(0))}", k.end() + 1)
+        pos = v.end()
+        if text.startswith("=", pos):
+            raise _LineSyntax(f"tag {shown(k.group(0))}: an unescaped '=' in its value", pos)
+        key = _unescape(_LP_UNESCAPE_TAG, k.group(0))
+        if any(key == seen for seen, _ in tags):
+            raise _LineSyntax(f"tag key {shown(key)} appears twice", k.start())
+        tags.append((key, _unescape(_LP_UNESCAPE_TAG, v.group(0))))
+    if not text.startswith(" ", pos):
+        raise _LineSyntax("expected a space and the fields", pos)
+    pos = _LP_SKIP.match(text, pos + 1).end()  # type: ignore[union-attr]
+    fields: dict[str, Any] = {}
+    while True:
+        k = _LP_FIELD_KEY.match(text, pos)
+        if k is None:
+            raise _LineSyntax("expected a field key", pos)
+        if not text.startswith("=", k.end()):
+            raise _LineSyntax(f"expected '=' after the field key {shown(k.group(0))}", k.end())
+        value, pos = _lp_value(text, k.end() + 1)
+        fields[_unescape(_LP_UNESCAPE_NAME, k.group(0))] = value
+        if not text.startswith(",", pos):
+            break
+        pos += 1
+    time_ns: int | None = None
+    end = _LP_END.match(text, pos)
+    if end is None:
+        if not text.startswith(" ", pos):  # a tab here would be part of the value for InfluxDB
+            raise _LineSyntax("expected ',', a space and the time, or the end of the line", pos)
+        at = _LP_SKIP.match(text, pos).end()  # type: ignore[union-attr]
+        t = _LP_TIME.match(text, at)
+        end = _LP_END.match(text, t.end()) if t is not None else None
+        if t is None or end is None:
+            raise _LineSyntax("the time is not an integer (nanoseconds)", at)
+        time_ns = int(t.group(0))
+        if not TIME_MIN_NS <= time_ns <= TIME_MAX_NS:
+            raise _LineSyntax(f"time {shown(t.group(0))} is outside what InfluxDB stores "
+                              "(1677-09-21 .. 2262-04-11, in nanoseconds)", at)
+    return ParsedLine(number, measurement, tuple(tags), fields, time_ns), end.end()
+
+
+_LP_NOT_SIMPLE = re.compile(r'[\\"\t\r\x00]')
+
+
+def _lp_simple(line: str, number: int) -> ParsedLine | None:
+    """A line without backslashes, quotes, tabs, NULs or carriage returns (most lines Telegraf
+    writes), read by splitting it at its separators: the ``ParsedLine`` that ``_lp_line`` reads,
+    several times faster; None for anything else and for any problem, which ``_lp_line`` then
+    reads and names."""
+    parts = line.split(" ")
+    n = len(parts)
+    if n == 2:
+        head, body = parts
+        time_text = None
+    elif n == 3:
+        head, body, time_text = parts
+    else:
+        return None
+    names = head.split(",")
+    measurement = names[0]
+    if not measurement:
+        return None
+    tags: list[tuple[str, str]] = []
+    for pair in names[1:]:
+        kv = pair.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return None
+        tags.append((kv[0], kv[1]))
+    if len(tags) > 1 and len({k for k, _ in tags}) != len(tags):
+        return None
+    fields: dict[str, Any] = {}
+    for pair in body.split(","):
+        kv = pair.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            return None
+        key, token = kv
+        found = _LP_BOOLS.get(token)
+        if found is not None:
+            fields[key] = found
+            continue
+        last = token[-1]
+        if last == "i":
+            if not _LP_INT.fullmatch(token) or not INT64_MIN <= (v := int(token[:-1])) <= INT64_MAX:
+                return None
+            fields[key] = v
+        elif last == "u":
+            if not _LP_UINT.fullmatch(token) or (v := int(token[:-1])) > UINT64_MAX:
+                return None
+            fields[key] = Unsigned(v)
+        elif _LP_FLOAT.fullmatch(token):
+            f = float(token)
+            if f - f != 0.0:
+                return None
+            fields[key] = f
+        else:
+            return None
+    time_ns: int | None = None
+    if time_text is not None:
+        if not _LP_TIME.fullmatch(time_text):
+            return None
+        time_ns = int(time_text)
+        if not TIME_MIN_NS <= time_ns <= TIME_MAX_NS:
+            return None
+    return ParsedLine(number, measurement, tuple(tags), fields, time_ns)
+
+
+def _lp_error(text: str, start: int, number: int, problem: _LineSyntax) -> RecordError:
+    stop = text.find("\n", start)
+    line = text[start:stop if stop >= 0 else len(text)].rstrip("\r")
+    column = problem.at - start + 1
+    quoted = line if len(line) <= _LP_SHOWN else line[:_LP_SHOWN - 3] + "..."
+    return RecordError(f"line {number} is not valid line protocol: {problem.what} (column {column}): {quoted!r}",
+                       FailureKind.DECODE)
+
+
+def parse_lines(text: str) -> list[ParsedLine]:
+    """Every point of a line-protocol text, in order (blank and comment lines skipped);
+    RecordError (decode) naming the first line that does not parse, by number and text."""
+    out: list[ParsedLine] = []
+    pos, number, n = 0, 1, len(text)
+    skip, blank, find, not_simple = _LP_SKIP.match, _LP_END.match, text.find, _LP_NOT_SIMPLE.search
+    while pos < n:
+        start = pos
+        pos = skip(text, pos).end()  # type: ignore[union-attr]
+        if text.startswith("#", pos) or blank(text, pos):
+            stop = find("\n", pos)
+            pos = n if stop < 0 else stop + 1
+            number += 1
+            continue
+        stop = find("\n", pos)
+        if stop < 0:
+            stop = n
+        if not_simple(text, pos, stop) is None:
+            simple = _lp_simple(text[pos:stop], number)
+            if simple is not None:
+                out.append(simple)
+                pos = stop + 1
+                number += 1
+                continue
+        try:
+            line, pos = _lp_line(text, pos, number)
+        except _LineSyntax as problem:
+            raise _lp_error(text, start, number, problem) from None
+        out.append(line)
+        number += text.count("\n", start, pos)
+    return out
+
+
+_SERIES_END = re.compile(r"(?:[^\\ ]|\\.)*")
+
+
+def series_and_time(line: str) -> tuple[str, str]:
+    """What identifies the point of a line this module wrote: its measurement and tags as
+    written (tags come sorted), and its time. Two lines with equal pairs are one point in InfluxDB."""
+    return line[:_SERIES_END.match(line).end()], line[line.rindex(" ") + 1:]  # type: ignore[union-attr]

@@ -3,7 +3,9 @@
 ``Plan(statements, decoder)`` resolves every path, name, unit and rule of every statement up
 front, so mapping a record is a few dict look-ups and calls: no string dispatch on paths, no
 parsing per record. How each value is written (field values, tag values, names, times) is
-``handler.lineproto``'s; this module decides which values a record's line holds.
+``handler.lineproto``'s; this module decides which values a record's line holds. A value that is
+an array is a line per element (``_array_lines``); a line-protocol topic's statements write each
+parsed line again (``LineProtocolStatement``).
 
 A record that cannot be mapped raises ``RecordError`` with the reason (the caller adds the
 record's coordinates). When a record has several problems, the one named is always the same:
@@ -22,23 +24,25 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from handler.decode import Decoder
-from handler.errors import FailureKind, RecordError
+from handler.decode import Decoder, PayloadKind
+from handler.errors import ConfigError, FailureKind, RecordError
 from handler.lineproto import (
     Other,
+    ParsedLine,
     Point,
     PutFields,
     datetime_ms,
     escape_measurement,
     field_key_eq,
     field_writer,
+    series_and_time,
     shown,
     tag_pair,
     tag_text,
     timestamp_reader,
     unique_fields,
 )
-from handler.records import MISSING, KafkaRecord
+from handler.records import MISSING, KafkaRecord, describe
 from kcql import ConstantTag, KcqlError, Path, SelectField, Source, Statement, TimeUnit
 
 log = logging.getLogger(__name__)
@@ -92,11 +96,15 @@ class Context:
 class Stats:
     """Counters of what mapping left out on purpose (reported as metrics)."""
 
-    __slots__ = ("non_finite", "tombstones")
+    __slots__ = ("non_finite", "overwritten", "tombstones")
 
     def __init__(self) -> None:
         self.non_finite = 0
         self.tombstones = 0
+        # Points of one record (array elements, lines of a line-protocol value) that share
+        # measurement, tags and time with an earlier point of the same record: InfluxDB keeps
+        # one point for them, the later field values winning.
+        self.overwritten = 0
 
 
 Getter = Callable[[Context], Any]
@@ -633,7 +641,13 @@ class CompiledStatement:
 
 
 def describe_compiled(statement: Statement) -> list[str]:
-    """What a statement compiles to (see ``CompiledStatement.describe``)."""
+    """What a statement compiles to (see ``CompiledStatement.describe``); ``INSERT INTO *`` is
+    only for line-protocol topics, so it is described as one (``LineProtocolStatement.describe``)."""
+    if statement.keep_measurement:
+        try:
+            return LineProtocolStatement(statement, Stats()).describe()
+        except ConfigError as err:
+            return [f"refused at cold start: {str(err).split(chr(10) + '- ', 1)[-1]}"]
     return CompiledStatement(statement, Stats()).describe()
 
 
@@ -663,41 +677,59 @@ class Plan:
         self.decoder = decoder or Decoder()
         self.stats = Stats()
         self.by_topic: dict[str, tuple[CompiledStatement, ...]] = {}
+        # With connect.influx.value.format=lineprotocol every statement re-encodes lines instead.
+        self.lp_by_topic: dict[str, tuple[LineProtocolStatement, ...]] = {}
+        line_protocol = self.decoder.value_kind is PayloadKind.LINEPROTOCOL
         for s in statements:
+            if line_protocol:
+                self.lp_by_topic[s.topic] = (*self.lp_by_topic.get(s.topic, ()), LineProtocolStatement(s, self.stats))
+                continue
+            if s.keep_measurement:
+                raise _refused(s, "INSERT INTO * keeps the measurement of each line of line protocol; it needs "
+                                  "connect.influx.value.format=lineprotocol")
             self.by_topic[s.topic] = (*self.by_topic.get(s.topic, ()), CompiledStatement(s, self.stats))
         self._lines_by_topic: dict[str, Callable[[KafkaRecord], list[str]]] = {}
         self.routes = statement_routes(statements)
         self.routed = len(self.routes) > 1  # False: every line goes to the settings' database
         index = {r: i for i, r in enumerate(self.routes)}
+        grouped: dict[str, tuple[CompiledStatement, ...] | tuple[LineProtocolStatement, ...]] = {
+            **self.by_topic, **self.lp_by_topic}
         self._routes_by_topic = {topic: tuple(index[(c.statement.database, c.statement.retention_policy)]
-                                              for c in compiled) for topic, compiled in self.by_topic.items()}
+                                              for c in compiled) for topic, compiled in grouped.items()}
         self._one_route = {topic: rs[0] for topic, rs in self._routes_by_topic.items() if len(set(rs)) == 1}
 
     def line_routes(self, topic: str, count: int) -> list[int]:
         """The route (index into ``routes``) of each of the ``count`` lines ``lines`` gave a record
-        of ``topic``: its statement's. A topic whose statements write to different databases has one
-        line per statement, in statement order."""
+        of ``topic``: its statement's. Where a topic's statements write to different databases the
+        order of ``lines`` tells: one line per statement, in statement order, for each element of an
+        array value; on a line-protocol topic, each statement's lines for the whole value in turn."""
         one = self._one_route.get(topic)
         if one is not None:
             return [one] * count
         routes = self._routes_by_topic[topic]
-        if count and count != len(routes):
+        each, rest = divmod(count, len(routes))
+        if rest:
             raise RecordError(f"{count} line(s) for the {len(routes)} statements of topic {topic!r}, which "
                               "write to different databases: which line goes where is unknown", FailureKind.MAPPING)
-        return list(routes[:count])
+        if topic in self.lp_by_topic:
+            return [r for r in routes for _ in range(each)]
+        return list(routes) * each
 
     def _statements(self, record: KafkaRecord) -> tuple[CompiledStatement, ...]:
         compiled = self.by_topic.get(record.topic)
         if compiled is None:
             raise RecordError(f"no KCQL statement reads topic {record.topic!r} (statements read: "
-                              f"{', '.join(sorted(self.by_topic))})", FailureKind.CONFIG)
+                              f"{', '.join(sorted({*self.by_topic, *self.lp_by_topic}))})", FailureKind.CONFIG)
         return compiled
 
     def lines(self, record: KafkaRecord) -> list[str]:
-        """The record's lines of line protocol, one per statement of its topic; [] for a tombstone."""
+        """The record's lines of line protocol, one per statement of its topic (per element of an
+        array value, per line of a line-protocol value); [] for a tombstone."""
         fn = self._lines_by_topic.get(record.topic)
         if fn is None:
-            fn = self._lines_by_topic[record.topic] = self._topic_lines(self._statements(record))
+            lp = self.lp_by_topic.get(record.topic)
+            fn = self._lines_by_topic[record.topic] = (self._topic_lines(self._statements(record)) if lp is None
+                                                       else _lp_topic_lines(lp, self.decoder, self.stats))
         return fn(record)
 
     def _topic_lines(self, compiled: tuple[CompiledStatement, ...]) -> Callable[[KafkaRecord], list[str]]:
@@ -705,6 +737,7 @@ class Plan:
         stats, decoder, decode = self.stats, self.decoder, self.decoder.value
         fns = tuple(c.line for c in compiled)
         needs_ctx = any(c.needs_ctx for c in compiled)  # one Context shared: the key decoded once
+        each_element = _array_lines(fns, needs_ctx, decoder, stats)
 
         if len(fns) == 1:
             (line_of,) = fns
@@ -714,6 +747,8 @@ class Plan:
                 if value is None:
                     stats.tombstones += 1
                     return []
+                if type(value) is list:
+                    return each_element(record, value)
                 try:
                     line = line_of(Context(record, value, decoder, stats) if needs_ctx else None, value)
                 except RecursionError:
@@ -729,6 +764,8 @@ class Plan:
             if value is None:
                 stats.tombstones += 1
                 return []
+            if type(value) is list:
+                return each_element(record, value)
             ctx = Context(record, value, decoder, stats) if needs_ctx else None
             try:
                 lines = [f(ctx, value) for f in fns]  # every statement's rules before any line's
@@ -740,3 +777,254 @@ class Plan:
             return lines  # type: ignore[return-value]
 
         return several
+
+
+# ---------------------------------------------------------------- arrays and line-protocol values
+
+
+def _refused(statement: Statement, problem: str) -> ConfigError:
+    """A statement that cannot apply to the topic's payloads: refused at cold start."""
+    return ConfigError.invalid([f"connect.influx.kcql (CONNECT_INFLUX_KCQL): {problem} (in: {statement.text})"])
+
+
+def _overwrites(lines: list[str]) -> int:
+    """How many of one record's lines share measurement, tags and time with an earlier one."""
+    seen: set[tuple[str, str]] = set()
+    for line in lines:
+        seen.add(series_and_time(line))
+    return len(lines) - len(seen)
+
+
+def _array_lines(fns: tuple[LineFn, ...], needs_ctx: bool, decoder: Decoder, stats: Stats
+                 ) -> Callable[[KafkaRecord, list[Any]], list[str]]:
+    """A value that is an array: each element is mapped by every statement as if it were the
+    value, one point per element and statement. An empty array has no points. An element that is
+    not an object, or that a statement cannot map, fails the whole record (none of its points are
+    written), named by its index (0 is the first)."""
+
+    def each(record: KafkaRecord, elements: list[Any]) -> list[str]:
+        ctx = Context(record, None, decoder, stats) if needs_ctx else None  # one key decode per record
+        out: list[str] = []
+        for i, element in enumerate(elements):
+            if not isinstance(element, dict):
+                raise RecordError(f"array element {i} is {describe(element)}, not an object: each element of an "
+                                  "array value is one point")
+            if ctx is not None:
+                ctx.value = element
+            try:
+                lines = [f(ctx, element) for f in fns]  # every statement's rules before any line's
+            except RecordError as err:
+                raise RecordError(f"array element {i}: {err.reason}", err.kind) from None
+            except RecursionError:
+                raise _nested_too_deeply() from None
+            for line in lines:
+                if isinstance(line, RecordError):
+                    raise RecordError(f"array element {i}: {line.reason}", line.kind)
+                out.append(line)
+        if len(out) > 1:
+            stats.overwritten += _overwrites(out)
+        return out
+
+    return each
+
+
+def _lp_topic_lines(compiled: tuple[LineProtocolStatement, ...], decoder: Decoder, stats: Stats
+                    ) -> Callable[[KafkaRecord], list[str]]:
+    """``Plan.lines`` for a line-protocol topic: every statement's lines for every line of the value."""
+    decode = decoder.value
+    fns = tuple(c.points for c in compiled)
+
+    def lines(record: KafkaRecord) -> list[str]:
+        parsed = decode(record)
+        if parsed is None:
+            stats.tombstones += 1
+            return []
+        if not parsed:  # only blank or comment lines: nothing to write
+            return []
+        ctx = Context(record, parsed, decoder, stats)
+        out: list[str] = []
+        for f in fns:
+            out.extend(f(ctx, parsed))
+        if len(out) > 1:
+            stats.overwritten += _overwrites(out)
+        return out
+
+    return lines
+
+
+_LP_TAG_SOURCES = "_topic, _partition, _offset, _timestamp, _key, _header.<name>"
+_read_kafka_time = timestamp_reader("_timestamp", TimeUnit.MILLISECONDS.nanos, TimeUnit.MILLISECONDS.nanos)
+
+
+class LineProtocolStatement:
+    """One KCQL statement over a line-protocol topic (``connect.influx.value.format=lineprotocol``).
+
+    ``points(ctx, lines)`` writes every parsed line of a record again through ``handler.lineproto``,
+    so each name is checked and escaped by the same rules as every other point. What the clauses
+    mean here: ``INSERT INTO *`` keeps each line's measurement, ``INSERT INTO m`` renames it;
+    ``SELECT *`` keeps every field, named fields (with ``AS``) pick and rename; ``IGNORE`` drops
+    fields from ``*``; ``WITHTAG`` adds constants and record metadata where the line has no tag of
+    that name (the line's own tags are kept as written); the time is the line's own, else the
+    record's Kafka timestamp (``WITHTIMESTAMP _timestamp``: always the Kafka timestamp,
+    ``sys_time()``: the processing time). Everything else is refused at cold start.
+    """
+
+    needs_ctx = True
+
+    def __init__(self, statement: Statement, stats: Stats) -> None:
+        self.statement = st = statement
+        self.state = _StatementState(statement)
+        if st.target is not None:
+            raise _refused(st, "WITHTARGET does not apply to line protocol: INSERT INTO * keeps each line's "
+                               "measurement, INSERT INTO <name> renames it")
+        ts = st.timestamp
+        if ts is not None and ts.source is not Source.TIMESTAMP:
+            raise _refused(st, f"WITHTIMESTAMP {ts.text}: a line of line protocol keeps its own time; "
+                               "WITHTIMESTAMP takes _timestamp (the Kafka record's time) or sys_time()")
+        self.star = False
+        self.explicit: list[tuple[str, str, str]] = []  # (field of the line, name written, path as written)
+        for f in st.fields:
+            if f.wildcard:
+                if f.path.source is not Source.VALUE or f.path.segments:
+                    raise _refused(st, f"SELECT {f.path.text}: the fields of a line are not nested; "
+                                       "SELECT * takes them all")
+                self.star = True
+            elif f.path.source is not Source.VALUE or len(f.path.segments) != 1:
+                raise _refused(st, f"SELECT {f.path.text}: not a field of a line; SELECT takes * and the "
+                                   "names of the lines' fields")
+            else:
+                self.explicit.append((f.path.segments[0], f.name, f.path.text))
+        for p in st.ignores:
+            if p.source is not Source.VALUE or len(p.segments) != 1:
+                raise _refused(st, f"IGNORE {p.text}: IGNORE takes the names of the lines' fields")
+        self.constants: dict[str, str] = {}
+        self.from_record: list[tuple[str, Getter]] = []
+        for tag in st.tags:
+            if tag.name == "time":
+                raise _refused(st, "InfluxDB reserves the tag name 'time'")
+            if isinstance(tag, ConstantTag):
+                try:
+                    tag_pair(tag.key, tag.value or "-")
+                except RecordError as err:
+                    raise _refused(st, f"WITHTAG({tag.key}={tag.value}): {err.reason}") from None
+                if tag.value:  # an empty constant leaves the tag out, as for other payloads
+                    self.constants[tag.key] = tag.value
+            elif tag.path.source is Source.VALUE:
+                raise _refused(st, f"WITHTAG({tag.path.text}): a line's own tags are kept as written; WITHTAG adds "
+                                   f"constants (name=value) and record metadata ({_LP_TAG_SOURCES})")
+            else:
+                self.from_record.append((tag.name, compile_getter(tag.path)))
+        self.head: str | None = None
+        if not st.keep_measurement:
+            try:
+                self.head = escape_measurement(st.measurement)
+            except RecordError as err:
+                raise _refused(st, err.reason) from None
+        skip = frozenset(p.segments[0] for p in st.ignores) | {src for src, _, _ in self.explicit}
+        self._star_keys: dict[str, str] = {}
+        self._named_keys: dict[str, str] = {}
+        self._put_star = field_writer(self._star_keys, self._learner(self._star_keys, skip), _never, stats)
+        self._put_named = field_writer(self._named_keys, self._learner(self._named_keys, frozenset()), _never, stats)
+        self.points = self._compile()
+
+    def describe(self) -> list[str]:
+        """What the statement writes for each line (for ``influx-sink kcql``)."""
+        st = self.statement
+        head = "{the line's measurement}" if self.head is None else self.head
+        tags = "{the line's tags}" + "".join(f",{k}={v}" for k, v in sorted(self.constants.items()))
+        tags += "".join(f",{name}={{{name} of the record}}" for name, _ in self.from_record)
+        fields: list[str] = []
+        if self.star:
+            but = [p.text for p in st.ignores] + [src for src, _, _ in self.explicit]
+            fields.append(f"{{every field of the line{' but ' + ', '.join(but) if but else ''}}}")
+        fields += [f"{name}={{{src}}}" for src, name, _ in self.explicit]
+        when = ("{processing time, ns}" if st.sys_time else "{the record's Kafka timestamp, ns}"
+                if st.timestamp is not None else "{the line's time, else the record's Kafka timestamp, ns}")
+        return [f"line: {head}{tags} {','.join(fields)} {when}",
+                "for: connect.influx.value.format=lineprotocol, each line of a value (tags the line has win)"]
+
+    def _learner(self, known: dict[str, str], skip: frozenset[str]) -> Callable[[str], str]:
+        state = self.state
+
+        def learn(name: str) -> str:
+            if name in skip:
+                text = ""
+            elif name == "time":  # as for every payload: InfluxDB 1.x would drop it silently
+                state.drop_time_field()
+                text = ""
+            else:
+                text = field_key_eq(name)  # RecordError for a name line protocol cannot carry
+            if len(known) >= _KEY_CACHE_LIMIT:
+                known.clear()
+            known[name] = text
+            return text
+
+        return learn
+
+    def _compile(self) -> Callable[[Context, list[ParsedLine]], list[str]]:
+        star, explicit, put_star, put_named = self.star, tuple(self.explicit), self._put_star, self._put_named
+        constants, from_record, fixed_head = self.constants, tuple(self.from_record), self.head
+        may_repeat = star and bool(explicit)
+        st = self.statement
+        sys_time, kafka_always = st.sys_time, st.timestamp is not None
+
+        def points(ctx: Context, lines: list[ParsedLine]) -> list[str]:
+            record = ctx.record
+            extra = constants
+            if from_record:
+                extra = dict(constants)
+                for name, get in from_record:
+                    try:
+                        v = tag_text(get(ctx))
+                    except RecordError as err:
+                        raise RecordError(f"tag {name!r}: {err.reason}", err.kind) from None
+                    if v is not None:
+                        extra[name] = v
+            kafka_ns: int | None = None
+            out: list[str] = []
+            for pl in lines:
+                try:
+                    fields: list[str] = []
+                    if star:
+                        put_star(fields, pl.fields.items())
+                    if explicit:
+                        items: list[tuple[str, Any]] = []
+                        for src, name, text in explicit:
+                            v = pl.fields.get(src, MISSING)
+                            if v is MISSING:
+                                raise RecordError(f"selected field '{text}' is missing")
+                            items.append((name, v))
+                        put_named(fields, items)
+                    if not fields:
+                        raise RecordError(_NO_FIELDS)
+                    if may_repeat:
+                        fields = unique_fields(fields)
+                    head = fixed_head if fixed_head is not None else escape_measurement(pl.measurement)
+                    tags: Any = pl.tags
+                    if extra:
+                        merged = dict(tags)
+                        for k, tv in extra.items():
+                            merged.setdefault(k, tv)
+                        tags = merged.items()
+                    tags_text = "".join([tag_pair(k, tv) for k, tv in sorted(tags)])
+                    if sys_time:
+                        ns = sys_time_ns()
+                    elif pl.time_ns is not None and not kafka_always:
+                        ns = pl.time_ns
+                    else:
+                        if kafka_ns is None:
+                            if record.timestamp is None:
+                                raise RecordError("the line has no time, and the record has no Kafka timestamp "
+                                                  "to give it")
+                            kafka_ns = _read_kafka_time(record.timestamp)
+                        ns = kafka_ns
+                    out.append(f"{head}{tags_text} {','.join(fields)} {ns}")
+                except RecordError as err:
+                    raise RecordError(f"line {pl.number}: {err.reason}", err.kind) from None
+            return out
+
+        return points
+
+
+def _never(out: list[str], name: str, value: Any) -> None:  # pragma: no cover - parsed lines hold the 5 types only
+    raise RecordError(f"field {name!r}: a {type(value).__name__} is not a line-protocol value", FailureKind.ENCODE)

@@ -96,7 +96,10 @@ Tag = PathTag | ConstantTag
 class Statement:
     """``INSERT INTO measurement SELECT fields FROM topic [clauses]``.
 
-    ``timestamp`` None means the time of processing (no WITHTIMESTAMP, or ``sys_time()``).
+    ``timestamp`` None means the time of processing (no WITHTIMESTAMP, or ``sys_time()``);
+    ``sys_time`` says that ``WITHTIMESTAMP sys_time()`` was written (a line-protocol topic's
+    lines otherwise keep their own times). ``keep_measurement`` is ``INSERT INTO *``: each
+    line of a line-protocol value keeps its measurement (``measurement`` is then ``"*"``).
     ``database`` and ``retention_policy`` (``DATABASE name``, ``RETENTION POLICY name``) say where
     the statement's points go; None leaves it to the settings.
     ``line`` and ``column`` locate the statement in the setting, for messages.
@@ -115,3 +118,5 @@ class Statement:
     text: str = ""
     line: int = 1
     column: int = 1
+    sys_time: bool = False
+    keep_measurement: bool = False

@@ -220,7 +220,10 @@ def _listed(item: pp.ParserElement) -> pp.ParserElement:
     return item + pp.ZeroOrMore(pp.Suppress(",") - item)
 
 
-MEASUREMENT = _name("a measurement name", _BEFORE_SELECT)
+# `INSERT INTO *`: every line of a line-protocol value keeps its own measurement (a 1-tuple tells
+# it from a measurement named `*` in backticks).
+KEEP_MEASUREMENT = pp.Literal("*").set_parse_action(lambda: [("*",)])
+MEASUREMENT = (KEEP_MEASUREMENT | _name("a measurement name", _BEFORE_SELECT)).set_name("a measurement name")
 TOPIC = _name("a topic name", _CLAUSE_WORDS)
 ALIAS = _name("an alias", _IN_SELECT)
 TAG_ALIAS = _name("an alias")
@@ -343,6 +346,9 @@ def _check_names(s: str, fields: list[tuple[int, SelectField]], tags: tuple[tupl
 def _statement(s: str, loc: int, toks: pp.ParseResults) -> Statement:
     start, body, end = toks[0], toks[1], toks[2]
     measurement, located_fields, topic, clauses = body[0], list(body[1]), body[2], list(body[3])
+    keep_measurement = isinstance(measurement, tuple)
+    if keep_measurement:
+        measurement = measurement[0]
     seen: dict[str, Any] = {}
     where: dict[str, int] = {}
     for name, at, value in clauses:
@@ -379,6 +385,8 @@ def _statement(s: str, loc: int, toks: pp.ParseResults) -> Statement:
         text=s[start:end].strip(),
         line=pp.lineno(start, s),
         column=pp.col(start, s),
+        sys_time=ts == "sys_time",
+        keep_measurement=keep_measurement,
     )
 
 

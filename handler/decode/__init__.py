@@ -16,6 +16,8 @@ the kind forced in settings (``connect.influx.value.format`` / ``key.format``):
 - ``protobuf``: Protobuf in Confluent (0) or AWS Glue (3) framing, its registry schema a
   Protobuf one (``handler.decode.protobuf``, imported only then); in ``auto`` the same frames
   are told apart by the schema the registry returns (Avro, JSON or Protobuf).
+- ``lineprotocol`` (values only): the points of the UTF-8 text, a list of
+  ``handler.lineproto.ParsedLine`` (one per line; blank and comment lines skipped).
 
 Plain JSON is handled here; Connect envelopes, Avro and the registries live in their own modules,
 imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~250 ms at import).
@@ -31,6 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from handler.errors import ConfigError, FailureKind, RecordError, env_name
+from handler.lineproto import parse_lines
 from handler.records import KafkaRecord, describe
 
 if TYPE_CHECKING:
@@ -116,6 +119,9 @@ class Decoder:
                  key_schema: str | None = None) -> None:
         self.value_kind = _payload_kind(value_kind, "connect.influx.value.format")
         self.key_kind = _payload_kind(key_kind, "connect.influx.key.format")
+        if self.key_kind is PayloadKind.LINEPROTOCOL:  # a key names a record; it holds no points
+            raise ConfigError.invalid(["connect.influx.key.format (CONNECT_INFLUX_KEY_FORMAT) = 'lineprotocol': "
+                                       "only values are read as line protocol; use string or json for keys"])
         self._registry_url = registry_url
         self._registry_user_info = registry_user_info
         self._glue_region = glue_region
@@ -187,6 +193,8 @@ class Decoder:
             return self._connect(data, what)
         if kind is PayloadKind.PROTOBUF:
             return self._protobuf(data, what)
+        if kind is PayloadKind.LINEPROTOCOL:
+            return _line_protocol(data, what)
         try:  # PayloadKind.STRING
             return data.decode("utf-8")
         except UnicodeDecodeError:
@@ -316,6 +324,17 @@ def _json_document(data: bytes, what: str, envelope: bool) -> Any:
     except RecursionError:
         raise too_deep(what) from None
     return _unwrap(doc, what) if envelope else doc
+
+
+def _line_protocol(data: bytes, what: str) -> Any:
+    """``lineprotocol``: the UTF-8 text's points (``handler.lineproto.parse_lines``), each line
+    read and later written again by the sink's own line-protocol code."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(f"{what} is not UTF-8 text (byte {err.start}), so not line protocol",
+                          FailureKind.DECODE) from None
+    return parse_lines(text)
 
 
 def _unwrap(doc: Any, what: str, required: bool = False) -> Any:

@@ -312,8 +312,10 @@ def test_missing_nested_path_and_missing_sub_object_fail():
     assert map_error("INSERT INTO m SELECT a.* FROM t", {"b": 1}).reason == "'a.*': there is no a in the record"
     assert map_error("INSERT INTO m SELECT a.* FROM t", {"a": [1]}).reason == \
         "'a.*' selects the fields of an object, but the a is a list"
+    assert map_error("INSERT INTO m SELECT * FROM t", "text").reason == \
+        "'*' selects the fields of an object, but the payload is a str"
     assert map_error("INSERT INTO m SELECT * FROM t", [1, 2]).reason == \
-        "'*' selects the fields of an object, but the payload is a list"
+        "array element 0 is a number (1), not an object: each element of an array value is one point"
     assert map_error("INSERT INTO m SELECT _key.* FROM t", {"v": 1}, raw_key=b"text").reason == \
         "'_key.*' selects the fields of an object, but the payload is a str"
 

@@ -192,3 +192,33 @@ def test_3x_statements_write_to_their_databases():
         assert [r.query["db"] for r in server.requests] == ["plant_a", "main"]
         assert len(server.lines("plant_a")) == 2 and len(server.lines("main")) == 1
         assert [(f.topic, f.offset, f.kind) for f in result.failures] == [("b", 1, "rejected")]
+
+
+def test_array_values_and_line_protocol_values_route_each_statement_lines(influx, dbs):
+    """A record giving several lines per statement (an array value; a line-protocol value) under two
+    statements writing to different databases: each statement's lines go to its own database."""
+    default, db_a, _ = dbs
+    kcql = (f"INSERT INTO m SELECT * FROM arr WITHTAG(_offset) DATABASE {db_a};"
+            "INSERT INTO n SELECT * FROM arr WITHTAG(_offset)")
+    rt = build(env(influx.url, default, kcql, "THROW"))
+    elements = [{"v": 1.5, "time_ms": 1}, {"v": 2.5}, {"v": 3.5}]
+    event = build_event([Rec("arr", 0, o, json.dumps([{**e, "k": f"e{i}"} for i, e in enumerate(elements)]).encode(),
+                             timestamp=NOW_MS + o) for o in range(2)])
+    run_batch(parse_event(event), rt.plan, rt.writer, "THROW")
+    assert len(query_points(influx, db_a, "SELECT * FROM m")) == 6
+    assert query_points(influx, db_a, "SELECT * FROM n") == []
+    assert len(query_points(influx, default, "SELECT * FROM n")) == 6
+    assert query_points(influx, default, "SELECT * FROM m") == []
+
+    lp_kcql = (f"INSERT INTO * SELECT * FROM lp DATABASE {db_a};"
+               "INSERT INTO renamed SELECT * FROM lp")
+    rt = build(env(influx.url, default, lp_kcql, "THROW", CONNECT_INFLUX_VALUE_FORMAT="lineprotocol"))
+    t0 = NOW_MS * 1_000_000
+    value = f"cpu,host=a u=1 {t0}\nmem,host=a used=2i {t0}\ndisk,host=a free=3i {t0}".encode()
+    run_batch(parse_event(build_event([Rec("lp", 0, 0, value, timestamp=NOW_MS)])), rt.plan, rt.writer, "THROW")
+    assert {r["_measurement"] for r in query_points(influx, db_a, "SELECT * FROM /.*/")} == {"m", "cpu", "mem", "disk"}
+    rows = query_points(influx, default, "SELECT * FROM /.*/")
+    assert {r["_measurement"] for r in rows} == {"n", "renamed"}
+    # renamed, the three lines share series and time: one point holding the three fields
+    (merged,) = [r for r in rows if r["_measurement"] == "renamed"]
+    assert (merged["u"], merged["used"], merged["free"]) == (1.0, 2, 3)
