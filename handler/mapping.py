@@ -644,6 +644,9 @@ class Plan:
         for s in statements:
             self.by_topic[s.topic] = (*self.by_topic.get(s.topic, ()), CompiledStatement(s, self.stats))
         self._lines_by_topic: dict[str, Callable[[KafkaRecord], list[str]]] = {}
+        # Every line is the same each time its record is mapped (every statement takes its time from
+        # the record, not the clock): writing it again overwrites its point instead of adding one.
+        self.repeatable = all(s.timestamp is not None for s in statements)
 
     def _statements(self, record: KafkaRecord) -> tuple[CompiledStatement, ...]:
         compiled = self.by_topic.get(record.topic)
