@@ -315,37 +315,41 @@ class _Batch:
 PIECE_LINES = 1000
 
 
-def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool, hold_on_failure: bool) -> None:
-    """Map the batch, handing each piece to the writer as soon as it is mapped.
+def pieces(n: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the pieces a batch of ``n`` records is mapped in: from ``PIECE_LINES``
+    records, doubling up to ``chunk``; once no more than a chunk is left, halving down to
+    ``PIECE_LINES``. With 5000-line chunks a 10,000-record batch goes out as 1000, 2000, 4000,
+    1500 and 1500 records."""
+    piece, i = PIECE_LINES, 0
+    while i < n:
+        left = n - i
+        if left <= chunk:
+            piece = left if left < 2 * PIECE_LINES else max(PIECE_LINES, min(piece, left // 2))
+        stop = min(n, i + piece)
+        yield i, stop
+        i = stop
+        piece = min(chunk, piece * 2)
 
-    The pieces grow from ``PIECE_LINES`` records, doubling up to a chunk, so that the first
-    request goes out early and the writer is busy from then on; once no more than a chunk is left,
-    they halve again, so that what remains to write after the last record is mapped is one small
-    request, not a whole chunk. With 5000-line chunks a 10,000-record batch goes out as 1000,
-    2000, 4000, 1500 and 1500 lines. A request is never longer than a chunk (``offer`` cuts full
-    chunks first).
+
+def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool, hold_on_failure: bool) -> None:
+    """Map the batch, handing each piece (``pieces``) to the writer as soon as it is mapped.
+
+    Growing pieces send the first request early and keep the writer busy from then on; shrinking
+    ones at the end leave one small request to write after the last record is mapped, not a whole
+    chunk. A request is never longer than a chunk (``offer`` cuts full chunks first).
     """
     n = len(batch.records)
-    chunk = session.chunk
-    piece = PIECE_LINES
-    i = 0
     try:
-        while i < n:
+        for start, stop in pieces(n, session.chunk):
             # After a batch error nothing more is sent, but every record is still mapped for its
             # own failure; under THROW (``hold_on_failure``) a failed record stops the writes the
             # same way: the batch fails, so nothing more of it is sent.
             if session.failed or (hold_on_failure and batch.failures):
-                batch.map(i, n, incremental_cut)
+                batch.map(start, n, incremental_cut)
                 return
-            left = n - i
-            if left <= chunk:
-                piece = left if left < 2 * PIECE_LINES else max(PIECE_LINES, min(piece, left // 2))
-            stop = min(n, i + piece)
-            batch.map(i, stop, incremental_cut)
-            i = stop
-            if i < n and not (hold_on_failure and batch.failures):
+            batch.map(start, stop, incremental_cut)
+            if stop < n and not (hold_on_failure and batch.failures):
                 session.offer_rest()
-            piece = min(chunk, piece * 2)
         if not (hold_on_failure and batch.failures):
             session.flush()
     finally:
