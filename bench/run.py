@@ -330,6 +330,20 @@ def write_results(block: str) -> None:
     write_block(BENCH / "RESULTS.md", BEGIN, END, block)
 
 
+def render(path: Path, write: bool) -> int:
+    """The generated blocks of RESULTS.md and docs/performance.md from a saved run."""
+    run = json.loads(path.read_text())
+    block = report(run["info"], run["warm"], run["stages"], run["memory"], run["cold"], run["runner"], run["reps"],
+                   run["cold_reps"])
+    model_text = model.block(run["info"], run["stages"], run["warm"])
+    print(block)
+    print(model_text)
+    if write:
+        write_results(block)
+        write_block(ROOT / "docs" / "performance.md", MODEL_BEGIN, MODEL_END, model_text)
+    return 0
+
+
 def runner_rate() -> dict[str, Any] | None:
     """The local runner's rate from bench/runner_rate.py, or None while that module does not exist."""
     if not (BENCH / "runner_rate.py").exists():
@@ -351,7 +365,12 @@ def main(argv: list[str] | None = None) -> int:
                         "bench/workload.py has it, protobuf, each under THROW, RETRY and NOOP)")
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument trees to bench/profiles/")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--render", metavar="RUN.json",
+                        help="measure nothing: rewrite the generated blocks from a saved run (bench/last-run.json, "
+                        "which every full run writes)")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(Path(args.render), write=not args.no_write)
     parts = set(args.only or ("warm", "cold", "memory", "runner"))
     info = machine()
     print(f"machine: {info}", flush=True)
@@ -387,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         runner = runner_rate() if "runner" in parts else None
         print(f"runner: {runner if runner is not None else 'not measured'}", flush=True)
         if warm_res and mem and cold_res:
+            (BENCH / "last-run.json").write_text(json.dumps({
+                "info": info, "warm": warm_res, "stages": stage_res, "memory": mem, "cold": cold_res,
+                "runner": runner, "reps": args.reps, "cold_reps": args.cold_reps}, indent=1) + "\n")
             block = report(info, warm_res, stage_res, mem, cold_res, runner, args.reps, args.cold_reps)
             print(block)
             model_text = model.block(info, stage_res, warm_res)
