@@ -118,7 +118,7 @@ def block(info: dict[str, str], stages: dict[str, Any], warm: dict[str, dict[str
     out += ["", f"InfluxDB 1.x CPU per line stored: **{icpu * 1e6:.1f} µs** (one core: "
             f"{1 / icpu:,.0f} lines/s).", "",
             "**Named inputs** (not measured here): Lambda x86 us-east-1 at "
-            f"${PRICE_GB_S} per GB-s and ${PRICE_REQUEST * 1e6:.2f} per million invocations; one vCPU at "
+            f"${PRICE_GB_S:.10f} per GB-s and ${PRICE_REQUEST * 1e6:.2f} per million invocations; one vCPU at "
             f"{VCPU_MB} MB, less in proportion below; full batches of {BATCH:,} records; a provisioned event poller "
             f"moves {POLLER_BYTES_S / 1e6:.0f} MB/s and drives {POLLER_INVOCATIONS} invocations at once; a "
             "partition is in at most one invocation at a time (its records stay in order); an always-on worker's "
