@@ -95,7 +95,7 @@ def influx_cpu_per_line(warm: dict[str, dict[str, Any]]) -> float:
 
 
 def _usd(x: float) -> str:
-    return f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
+    return f"${x:.5f}" if x < 0.01 else f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def _rate(x: float) -> str:
@@ -173,7 +173,11 @@ def block(info: dict[str, str], stages: dict[str, Any], warm: dict[str, dict[str
             lam = k.usd_per_million(1769) * r * 3600 / 1e6
             out.append(f"| {k.name} | {_rate(r)} | {k.worker_vcpus(r):,} | {_usd(vm)} | {_usd(lam)} | "
                        f"{lam / vm:.1f} × |")
-    out += ["", "A busy, steady stream costs more on Lambda than on a worker kept busy; the function costs "
-            "nothing while the topic is idle, needs no capacity planned for peaks, and its throughput grows "
-            "with partitions."]
+    ratios = {(k.name, r): k.usd_per_million(1769) * r * 3600 / 1e6 / (k.worker_vcpus(r) * VM_VCPU_HOUR)
+              for k in ks for r in RATES}
+    dearer = sorted(f"{name} at {_rate(r)} records/s" for (name, r), x in ratios.items() if x > 1)
+    cheaper = sorted(f"{name} at {_rate(r)} records/s" for (name, r), x in ratios.items() if x <= 1)
+    out += ["", f"Lambda costs more than a busy always-on worker for {', '.join(dearer) or 'none of these'}, and "
+            f"less for {', '.join(cheaper) or 'none'} (where a worker's smallest size idles). The function also "
+            "costs nothing while the topic is idle and needs no capacity planned for peaks."]
     return "\n".join(out) + "\n"
