@@ -330,6 +330,17 @@ def write_results(block: str) -> None:
     write_block(BENCH / "RESULTS.md", BEGIN, END, block)
 
 
+def split_cores(influxd_pid: int) -> None:
+    """Every thread of influxd on the last CPU of this process's set; this process (and so its
+    children) on the others."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--split-cores needs 2 CPUs or more")
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpus[-1]), str(influxd_pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.sched_setaffinity(0, set(cpus[:-1]))
+
+
 def render(path: Path, write: bool) -> int:
     """The generated blocks of RESULTS.md and docs/performance.md from a saved run."""
     run = json.loads(path.read_text())
@@ -365,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                         "bench/workload.py has it, protobuf, each under THROW, RETRY and NOOP)")
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument trees to bench/profiles/")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="InfluxDB on the last CPU, the handler and everything else of the bench on the others "
+                        "(as with a remote InfluxDB); needs 2 CPUs or more")
     parser.add_argument("--render", metavar="RUN.json",
                         help="measure nothing: rewrite the generated blocks from a saved run (bench/last-run.json, "
                         "which every full run writes)")
@@ -376,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {info}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="influx-sink-bench-"))
     server = local_influxdb.start(str(tmp / "influxd"))
+    if args.split_cores:
+        split_cores(server.pid)
     registry = start_registry(registry_schemas())
     try:
         warm_res: dict[str, dict[str, Any]] = {}
