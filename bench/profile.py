@@ -4,11 +4,12 @@
 
 Stages are timed without a profiler (median of 7, each stage on its own over the whole batch,
 garbage collector paused as it is not in the way of any one stage in particular):
-parse_event, the decoder alone, decoder + fused mapping and encoding (``Plan.lines``, what the
-handler runs), the reference path for comparison (``Plan.points``, then ``lineproto.encode``),
-the request bodies, and the whole handler. With TREE.txt, pyinstrument's tree of one more handler call
-goes there too (a sampling profiler's own overhead inflates the many small calls: read it for
-proportions, the stage table for times).
+parse_event, the decoder alone, decoder + mapping and encoding (``Plan.lines``, what the handler
+runs), the request bodies, and the whole handler: its wall time and its CPU time
+(``time.process_time``, every thread of the process), which is the cost model's input
+(docs/performance.md). With TREE.txt, pyinstrument's tree of one more handler call goes there
+too (a sampling profiler's own overhead inflates the many small calls: read it for proportions,
+the stage table for times).
 """
 
 from __future__ import annotations
@@ -58,16 +59,19 @@ def main() -> int:
     t_decode, _ = timed(lambda: [plan.decoder.value(r) for r in records])
     t_lines, lines = timed(lambda: [line for r in records for line in plan.lines(r)])
     t_body, _ = timed(lambda: ("\n".join(lines) + "\n").encode())
-    handler_times = []
+    handler_times, cpu_times = [], []
+    event_bytes = len(json.dumps(event))
     for rep in range(7):
         ev = workload.make_event(kind, 910 + rep)[0]
         gc.collect()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         app.lambda_handler(ev, Context())
         handler_times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)  # every thread of this process: the writer's too
     Path(stages_out).write_text(json.dumps({
         "parse_event": t_parse, "decode": t_decode, "lines": t_lines - t_decode,
-        "bodies": t_body, "handler": statistics.median(handler_times)}))
+        "bodies": t_body, "handler": statistics.median(handler_times),
+        "handler_cpu": statistics.median(cpu_times), "records": workload.BATCH, "event_bytes": event_bytes}))
     if tree_out:
         from pyinstrument import Profiler
 

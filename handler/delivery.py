@@ -2,8 +2,11 @@
 
 What each policy writes and reports:
 
-- THROW: any failed record (or failed write) raises ``BatchFailed`` naming the records; with a
-  record error nothing is written.
+- THROW: any failed record (or failed write) raises ``BatchFailed`` naming the records. With a
+  record error nothing is written when the statements time points by the clock; when every
+  statement takes its time from the record (``Plan.repeatable``), chunks handed on before the
+  failed record was mapped may be written: the event source's retry of the batch writes the same
+  points again, which overwrites them.
 - RETRY: per partition, only records before the first failure are written; that record and every
   later record of its partition go back as ``batchItemFailures``. Batch errors are retried here
   with backoff until the invocation's deadline, then what was not written is reported.
@@ -12,12 +15,17 @@ What each policy writes and reports:
 
 How the work is scheduled (bench/RESULTS.md has the measurements behind it):
 
-- THROW maps (decode → map → encode) every record before the first byte is written: only then
-  is it known that no record fails, and a record error must leave the batch unwritten. The
+- THROW with clock-timed points maps (decode → map → encode) every record before the first
+  byte is written: only then is it known that no record fails, and a record error must leave the
+  batch unwritten, since the retry would write its points again at a new time (new points). The
   chunks are then written in order on this thread.
-- NOOP and RETRY overlap the two: each chunk of ``chunk_lines`` lines goes to the writer thread
+- THROW with repeatable lines overlaps like NOOP (below): writing a chunk and failing the batch
+  later only means the retry overwrites those points with themselves. Once a record fails,
+  nothing more is handed on.
+- NOOP and RETRY overlap the two: each piece of the batch goes to the writer thread
   (``handler.write.schedule``, one kept-alive connection) as soon as it is mapped, and the next
-  chunk is mapped while InfluxDB stores the previous one. That is safe because under NOOP a
+  piece is mapped while InfluxDB stores the previous one (pieces grow to a chunk of
+  ``chunk_lines`` lines and shrink again at the batch's end: ``_map_and_write``). That is safe because under NOOP a
   record's failure never holds back another record, and under RETRY it only holds back the
   *later* records of its own partition: those are not mapped yet, or still in the unsent chunk,
   when the failure is found. This needs each partition's records in ascending offset order, as
@@ -312,19 +320,48 @@ class _Batch:
         return c is not None and r.offset >= c
 
 
-def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool) -> None:
-    """Map the batch, handing each full chunk to the writer while mapping goes on."""
+# The first and the smallest piece of a batch mapped before it is handed on (see _map_and_write):
+# below about this many lines a request's own cost on InfluxDB (its WAL sync) starts to show.
+PIECE_LINES = 1000
+
+
+def pieces(n: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the pieces a batch of ``n`` records is mapped in: from ``PIECE_LINES``
+    records, doubling up to ``chunk``; once no more than a chunk is left, halving down to
+    ``PIECE_LINES``. With 5000-line chunks a 10,000-record batch goes out as 1000, 2000, 4000,
+    1500 and 1500 records."""
+    piece, i = PIECE_LINES, 0
+    while i < n:
+        left = n - i
+        if left <= chunk:
+            piece = left if left < 2 * PIECE_LINES else max(PIECE_LINES, min(piece, left // 2))
+        stop = min(n, i + piece)
+        yield i, stop
+        i = stop
+        piece = min(chunk, piece * 2)
+
+
+def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool, hold_on_failure: bool) -> None:
+    """Map the batch, handing each piece (``pieces``) to the writer as soon as it is mapped.
+
+    Growing pieces send the first request early and keep the writer busy from then on; shrinking
+    ones at the end leave one small request to write after the last record is mapped, not a whole
+    chunk. A request is never longer than a chunk (``offer`` cuts full chunks first).
+    """
     n = len(batch.records)
-    i = 0
     try:
-        while i < n:
-            # Map just enough records to fill the chunk (a record has 0, 1 or more lines); after a
-            # batch error nothing more is sent, but every record is still mapped for its own failure.
-            stop = n if session.failed else min(n, i + max(1, session.room()))
-            batch.map(i, stop, incremental_cut)
-            i = stop
-            session.offer()
-        session.flush()
+        for start, stop in pieces(n, session.chunk):
+            # After a batch error nothing more is sent, but every record is still mapped for its
+            # own failure; under THROW (``hold_on_failure``) a failed record stops the writes the
+            # same way: the batch fails, so nothing more of it is sent.
+            if session.failed or (hold_on_failure and batch.failures):
+                batch.map(start, n, incremental_cut)
+                return
+            batch.map(start, stop, incremental_cut)
+            if stop < n and not (hold_on_failure and batch.failures):
+                session.offer_rest()
+        if not (hold_on_failure and batch.failures):
+            session.flush()
     finally:
         session.wait()
 
@@ -337,9 +374,10 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
     tomb0, nonfin0, over0 = stats.tombstones, stats.non_finite, stats.overwritten
     batch = _Batch(records, plan)
     retry = policy == ErrorPolicy.RETRY
-    if policy == ErrorPolicy.THROW or (retry and not _ascending(records)):
+    throw = policy == ErrorPolicy.THROW
+    if (throw and not plan.repeatable) or (retry and not _ascending(records)):
         batch.map(0, len(records), incremental_cut=False)
-        if batch.failures and policy == ErrorPolicy.THROW:
+        if batch.failures and throw:
             result.failures = batch.failures
             raise BatchFailed(batch.failures, written=0)
         if retry:
@@ -353,7 +391,13 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
         stop = _StopAfterRefusal(records, batch.owner) if retry else None
         session = writer.session(batch.lines, deadline=deadline, retry_interval=retry_interval, retries=retry,
                                  select=stop, overlap=True, targets=batch.targets)
-        _map_and_write(batch, session, incremental_cut=retry)
+        _map_and_write(batch, session, incremental_cut=retry, hold_on_failure=throw)
+        if batch.failures and throw:
+            # THROW with repeatable lines: the chunks handed on before the first failed record was
+            # mapped are written (the event source's retry of the batch overwrites them); the
+            # failure is the record failures', as when nothing was written.
+            result.failures = batch.failures
+            raise BatchFailed(batch.failures, written=_written_before(batch, session.handed, session.report))
     result.tombstones = stats.tombstones - tomb0
     result.non_finite = stats.non_finite - nonfin0
     result.overwritten = stats.overwritten - over0
@@ -381,6 +425,14 @@ def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy
         log.error("record failed: %s", f, extra={"topic": f.topic, "partition": f.partition,
                                                  "offset": f.offset, "reason": f.reason, "kind": f.kind})
     return result
+
+
+def _written_before(batch: _Batch, handed: int, report: WriteReport) -> int:
+    """Records whose lines are all among the first ``handed`` lines and were stored."""
+    owner = batch.owner
+    end = handed if report.unwritten_from is None else min(handed, report.unwritten_from)
+    whole = {owner[j] for j in range(end)} - {owner[j] for j in range(end, len(owner))}
+    return len(whole - {owner[j] for j in report.rejected})
 
 
 def _apply_report(batch: _Batch, report: WriteReport, skipped: Iterable[int], failures: list[Failure],

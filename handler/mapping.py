@@ -697,6 +697,10 @@ class Plan:
         self._routes_by_topic = {topic: tuple(index[(c.statement.database, c.statement.retention_policy)]
                                               for c in compiled) for topic, compiled in grouped.items()}
         self._one_route = {topic: rs[0] for topic, rs in self._routes_by_topic.items() if len(set(rs)) == 1}
+        # Every line is the same each time its record is mapped (its time comes from the record, not
+        # the clock): writing it again overwrites its point instead of adding one. A line-protocol
+        # statement keeps each line's time, else the record's Kafka timestamp, unless sys_time().
+        self.repeatable = all(not s.sys_time if line_protocol else s.timestamp is not None for s in statements)
 
     def line_routes(self, topic: str, count: int) -> list[int]:
         """The route (index into ``routes``) of each of the ``count`` lines ``lines`` gave a record

@@ -38,7 +38,7 @@ from handler.records import KafkaRecord, describe
 
 if TYPE_CHECKING:
     from handler.decode.avro import Schema
-    from handler.decode.registry import ConfluentRegistry, GlueRegistry
+    from handler.decode.registry import ConfluentRegistry, GlueRegistry, RegistrySchema
     from handler.settings import Settings
 
 
@@ -57,6 +57,7 @@ class PayloadKind(StrEnum):
 CONFLUENT_MAGIC = 0  # the first byte of a Confluent-framed payload
 GLUE_MAGIC = 3  # the first byte of an AWS Glue-framed payload
 _FRAMED = (bytes([CONFLUENT_MAGIC]), bytes([GLUE_MAGIC]))  # as ``data[:1]``, which is b"" when empty
+_CONFLUENT = _FRAMED[0]
 
 _std_loads = json.loads
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -132,6 +133,10 @@ class Decoder:
         # ``auto`` with no unframed-Avro schema: a value without event-source metadata that is not
         # framed Avro is JSON (the common case, taken straight in ``value``).
         self._plain_json_value = self.value_kind is PayloadKind.AUTO and self.value_schema is None
+        # The Confluent schemas met so far, by the 4 id bytes of the framing: a framed value whose id
+        # is known is read straight in ``value`` (the registry keeps a schema for good once fetched).
+        self._framed_value = self.value_kind in (PayloadKind.AUTO, PayloadKind.AVRO) and self.value_schema is None
+        self._by_confluent_id: dict[bytes, RegistrySchema] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Decoder:
@@ -149,8 +154,17 @@ class Decoder:
         data = record.value_bytes()
         if data is None:
             return None
-        if self._plain_json_value and record.value_schema is None and data[:1] not in _FRAMED:
-            return _json_document(data, "value", True)  # what ``decode`` gives for it
+        if record.value_schema is None:
+            head = data[:1]
+            if self._plain_json_value and head not in _FRAMED:
+                return _json_document(data, "value", True)  # what ``decode`` gives for it
+            if head == _CONFLUENT and self._framed_value:
+                # What ``_confluent_framed`` does once the id is known, without its calls and imports:
+                # the 5-byte header (avro.CONFLUENT_HEADER) is magic and id; a shorter payload has
+                # fewer than 4 id bytes, is never found, and goes on to its error below.
+                schema = self._by_confluent_id.get(data[1:5])
+                if schema is not None:
+                    return schema.read(memoryview(data)[5:], "value")
         return self.decode(data, self.value_kind, "value", record.value_schema, self.value_schema)
 
     def key(self, record: KafkaRecord) -> Any:
@@ -246,8 +260,9 @@ class Decoder:
         from handler.decode.avro import CONFLUENT_HEADER, confluent_id
 
         schema_id = confluent_id(data, what)
-        return self._confluent_registry(what, schema_id).schema(schema_id, what).read(
-            memoryview(data)[CONFLUENT_HEADER:], what)
+        schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
+        self._by_confluent_id[bytes(data[1:CONFLUENT_HEADER])] = schema
+        return schema.read(memoryview(data)[CONFLUENT_HEADER:], what)
 
     def _glue_framed(self, data: bytes, what: str) -> Any:
         from handler.decode.avro import glue_header

@@ -124,6 +124,19 @@ class WriteSession:
         while len(lines) - self._handed >= chunk and not self.failed:
             self._hand(self._handed, self._handed + chunk, thread=self.overlap)
 
+    @property
+    def handed(self) -> int:
+        """How many of the lines have been handed on to be written (a prefix of ``lines``)."""
+        return self._handed
+
+    def offer_rest(self) -> None:
+        """Hand on every line appended so far, the last ones as a shorter request, on the writer
+        thread: the delivery stage maps a batch's tail in shrinking pieces, so that what is left to
+        write once the last record is mapped is one small request, not a whole chunk."""
+        self.offer()
+        if self._handed < len(self.lines) and not self.failed:
+            self._hand(self._handed, len(self.lines), thread=self.overlap)
+
     def flush(self) -> None:
         """Hand on the rest, a last short chunk included. On the caller's thread unless the writer
         thread already runs: a batch of one chunk needs none."""

@@ -1,9 +1,10 @@
 """Issue 8: writes overlap mapping only where an error policy allows it (real InfluxDB).
 
-THROW maps the whole batch before the first request; NOOP and RETRY send each chunk while the
-next one is mapped. These tests watch when requests happen relative to mapping, and check that
-what is written and reported is the same as without overlap, including the cases the overlap
-has to step around (a hand-made event whose offsets go backwards, text UTF-8 cannot carry).
+THROW with points timed by the clock maps the whole batch before the first request; NOOP, RETRY
+and THROW with times from the record send each piece while the next one is mapped. These tests
+watch when requests happen relative to mapping, and check that what is written and reported is
+the same as without overlap, including the cases the overlap has to step around (a hand-made
+event whose offsets go backwards, text UTF-8 cannot carry).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from tests.conftest import query_points
 
 pytestmark = pytest.mark.influx
 KCQL = "INSERT INTO m SELECT * FROM t WITHTIMESTAMP _timestamp WITHTAG(_partition, _offset)"
+KCQL_CLOCK = "INSERT INTO m SELECT * FROM t WITHTAG(_partition, _offset)"  # points timed at processing
 
 
-def runtime(url: str, db: str, policy: str, batch_lines: int) -> Runtime:
-    return build({"CONNECT_INFLUX_URL": url, "CONNECT_INFLUX_DB": db, "CONNECT_INFLUX_KCQL": KCQL,
+def runtime(url: str, db: str, policy: str, batch_lines: int, kcql: str = KCQL) -> Runtime:
+    return build({"CONNECT_INFLUX_URL": url, "CONNECT_INFLUX_DB": db, "CONNECT_INFLUX_KCQL": kcql,
                   "CONNECT_INFLUX_ERROR_POLICY": policy, "CONNECT_INFLUX_BATCH_LINES": str(batch_lines)})
 
 
@@ -86,21 +88,53 @@ def test_noop_and_retry_write_while_mapping(influx, db, policy):
     assert written(influx, db) == {(r.partition, r.offset) for r in BATCH}
 
 
-def test_throw_maps_everything_before_the_first_request(influx, db):
-    rt = runtime(influx.url, db, "THROW", 1000)
+def test_throw_with_clock_timed_points_maps_everything_before_the_first_request(influx, db):
+    rt = runtime(influx.url, db, "THROW", 1000, KCQL_CLOCK)
     seen = watch(rt)
     result = run_batch(parse_event(build_event(BATCH)), rt.plan, rt.writer, "THROW")
     assert result.written_records == len(BATCH)
     assert seen == [len(BATCH)] * 5
 
 
-def test_throw_with_a_poison_record_at_the_end_writes_nothing(influx, db):
-    rt = runtime(influx.url, db, "THROW", 1000)
+def test_throw_with_clock_timed_points_and_a_poison_record_at_the_end_writes_nothing(influx, db):
+    rt = runtime(influx.url, db, "THROW", 1000, KCQL_CLOCK)
     seen = watch(rt)
     with pytest.raises(BatchFailed, match="partition=1 offset=2499"):
         run_batch(parse_event(build_event([*BATCH[:-1], rec(1, 2499, b"{bad")])), rt.plan, rt.writer, "THROW")
     assert seen == []
     assert written(influx, db) == set()
+
+
+def test_throw_with_record_timestamps_writes_while_mapping(influx, db):
+    """Lines taken from the record are the same on every retry, so THROW may write as it maps."""
+    rt = runtime(influx.url, db, "THROW", 1000)
+    seen = watch(rt, hold_at=3000)
+    result = run_batch(parse_event(build_event(BATCH)), rt.plan, rt.writer, "THROW")
+    assert result.response == {"batchItemFailures": []} and result.written_records == len(BATCH)
+    assert len(seen) == 5 and seen[0] < 3000
+    assert written(influx, db) == {(r.partition, r.offset) for r in BATCH}
+
+
+def test_throw_with_record_timestamps_and_a_poison_record_writes_nothing_after_it(influx, db):
+    """The batch fails naming the record; what was written before it is written again, identically,
+    by the event source's retry of the batch (the same points, not new ones)."""
+    poison = 3500  # partition 1, offset 1000
+    records = [*BATCH[:poison], rec(1, 1000, b"{bad"), *BATCH[poison + 1:]]
+    before = {(r.partition, r.offset) for r in BATCH[:poison]}
+    rt = runtime(influx.url, db, "THROW", 1000)
+    seen = watch(rt)
+    with pytest.raises(BatchFailed, match="partition=1 offset=1000") as err:
+        run_batch(parse_event(build_event(records)), rt.plan, rt.writer, "THROW")
+    first = written(influx, db)
+    # With 1000-line chunks the batch goes out in pieces of 1000 records: the three before the
+    # piece that holds the failed record were handed on, nothing after.
+    assert first == {(r.partition, r.offset) for r in BATCH[:3000]} and first <= before and len(seen) == 3
+    assert err.value.written == len(first) and [f.offset for f in err.value.failures] == [1000]
+    count = len(query_points(influx, db, 'SELECT "v" FROM m'))
+    with pytest.raises(BatchFailed):  # the event source's retry: the same batch again
+        run_batch(parse_event(build_event(records)), rt.plan, rt.writer, "THROW")
+    assert written(influx, db) == first
+    assert len(query_points(influx, db, 'SELECT "v" FROM m')) == count == len(first)
 
 
 @pytest.mark.parametrize("batch_lines", [1, 3, 1000])
