@@ -1,0 +1,161 @@
+"""The local runner's throughput: records/s from a Kafka topic into InfluxDB, once assigned.
+
+``measure()`` starts its own broker (Tansu, influx_sink_tools.local_kafka) and InfluxDB 1.x
+(influx_sink_tools.local_influxdb), produces ``records`` plain-JSON readings (bench/workload.py's
+shape, ~230 bytes, 8 fields and 2 tags each) round-robin over ``partitions`` partitions, then
+runs ``influx-sink consume`` as a user would (its own process, the handler's settings in its
+environment). The clock starts when the runner logs its partition assignment (joining the group
+is Tansu's fixed delay, not the runner's work) and stops when InfluxDB holds every record: the
+count is read back with ``SELECT count(*)``, so a lost or unwritten record fails the run instead
+of flattering it.
+
+    .venv/bin/python bench/runner_rate.py [--records N] [--partitions P] [--backend kafka-python|confluent]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT))
+
+import workload  # noqa: E402
+
+from influx_sink_tools import local_influxdb, local_kafka  # noqa: E402
+
+DB = "runner_rate"
+TOPIC = "runner-rate"
+KCQL = (f"INSERT INTO sensors SELECT * FROM {TOPIC} IGNORE device, site "
+        "WITHTIMESTAMP ts WITHTAG(device, site)")
+ASSIGNED = re.compile(r"partitions assigned: (?!none)")
+
+
+class RunnerRateError(RuntimeError):
+    """The run did not get every record into InfluxDB (or the runner exited early)."""
+
+
+def _produce(bootstrap: str, payloads: list[bytes], partitions: int) -> None:
+    """Produce with librdkafka (fast, batched, lz4-free plain batches): not part of the figure."""
+    from confluent_kafka import KafkaException, Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000,
+                         "queue.buffering.max.messages": 1_000_000, "acks": "all"})
+    errors: list[str] = []
+
+    def done(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for i, value in enumerate(payloads):
+        while True:
+            try:
+                producer.produce(TOPIC, value=value, partition=i % partitions, on_delivery=done)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    left = producer.flush(120)
+    if left or errors:
+        raise KafkaException(f"{left} record(s) not delivered; errors: {errors[:3]}")
+
+
+def _count(server: local_influxdb.InfluxServer) -> int:
+    res = server.query("SELECT count(battery) FROM sensors", db=DB)["results"][0]
+    series = res.get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def measure(records: int = 200_000, partitions: int = 3, *, backend: str | None = None,
+            batch_size: int = 10_000, extra: tuple[str, ...] = (), profile: str | None = None) -> dict[str, float]:
+    """Run the runner over ``records`` fresh records; its rate once assigned.
+
+    Returns ``records_per_s``, ``seconds`` (assignment → the last record in InfluxDB), ``records``,
+    ``join_s`` (runner start → assignment) and ``produce_s``. ``profile``: write a pyinstrument
+    text profile of the runner process to that file.
+    """
+    broker = local_kafka.start(partitions=partitions)
+    influx = local_influxdb.start()
+    try:
+        influx.query(f'CREATE DATABASE "{DB}"')
+        broker.create_topics([TOPIC], partitions)
+        payloads = workload.json_payloads(workload.readings(0, records))
+        t = time.perf_counter()
+        _produce(broker.bootstrap, payloads, partitions)
+        produce_s = time.perf_counter() - t
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "POWERTOOLS_"))}
+        env.update(CONNECT_INFLUX_URL=influx.url, CONNECT_INFLUX_DB=DB, CONNECT_INFLUX_KCQL=KCQL,
+                   CONNECT_INFLUX_ERROR_POLICY="RETRY", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        python = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", profile] if profile else [sys.executable]
+        argv = [*python, "-m", "influx_sink_tools.consume", "--bootstrap-servers", broker.bootstrap,
+                "--topics", TOPIC, "--group-id", "runner-rate", "--batch-size", str(batch_size),
+                "--session-timeout-ms", "2000", "--batch-window-ms", "100", "--no-progress", *extra]
+        if backend:
+            argv += ["--backend", backend]
+        with tempfile.TemporaryDirectory(prefix="runner-rate-") as tmp:
+            log_path = Path(tmp) / "runner.err"
+            with open(log_path, "wb") as err:
+                started = time.perf_counter()
+                proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                                        stdin=subprocess.DEVNULL)
+            try:
+                assigned = _wait(lambda: ASSIGNED.search(log_path.read_text(errors="replace")) is not None,
+                                 proc, log_path, 60.0, 0.005)
+                done = _wait(lambda: _count(influx) >= records, proc, log_path, 600.0, 0.1)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        stored = _count(influx)
+        if stored != records:
+            raise RunnerRateError(f"InfluxDB holds {stored} of {records} records")
+        seconds = done - assigned
+        return {"records_per_s": records / seconds, "seconds": seconds, "records": float(records),
+                "join_s": assigned - started, "produce_s": produce_s}
+    finally:
+        broker.stop()
+        influx.stop()
+
+
+def _wait(predicate: Any, proc: subprocess.Popen[bytes], log_path: Path, timeout: float, every: float) -> float:
+    """Poll until ``predicate()`` holds; the ``perf_counter`` of that moment."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        if predicate():
+            return time.perf_counter()
+        if proc.poll() is not None:
+            raise RunnerRateError(f"runner exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        if time.perf_counter() > deadline:
+            raise RunnerRateError(f"timed out after {timeout}s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(every)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--backend", help="the runner's --backend (default: the runner's default)")
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--profile", metavar="FILE", help="write a pyinstrument profile of the runner here")
+    args = parser.parse_args(argv)
+    result = measure(args.records, args.partitions, backend=args.backend, batch_size=args.batch_size,
+                     profile=args.profile)
+    print(json.dumps({k: round(v, 3) for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
