@@ -344,13 +344,13 @@ class Runner:
         config = ClientConfig(o.bootstrap_servers, o.group_id, o.client_id, o.batch_size, o.session_timeout_ms,
                               max_poll_ms, o.auto_offset_reset, str(o.isolation_level), o.security)
         backend = o.backend or default_backend()
+        log.info("connecting to %s: %s client, %s%s", o.bootstrap_servers, backend, o.security.protocol,
+                 f" {o.security.sasl_mechanism}" if o.security.sasl_mechanism else "")
         try:
             self._client = connect(backend, config)
             self._client.subscribe(o.topics, self.on_assigned, self.on_revoked)
         except KafkaClientError as err:
             raise ConsumeError(str(err)) from err
-        log.info("%s client, %s%s", backend, o.security.protocol,
-                 f" {o.security.sasl_mechanism}" if o.security.sasl_mechanism else "")
 
     def on_revoked(self, revoked: Any) -> None:
         """The group takes partitions away (a rebalance starts; at the first join, none)."""

@@ -92,6 +92,9 @@ class Backend(enum.StrEnum):
 PASSWORD_ENV = "KAFKA_SASL_PASSWORD"
 KEY_PASSWORD_ENV = "KAFKA_SSL_KEY_PASSWORD"
 TOKEN_REFRESH_MARGIN = 60.0  # seconds before a signed MSK IAM token expires that a new one is made
+CONNECT_TIMEOUT = 30.0  # seconds without reaching any broker at start before the runner gives up
+# librdkafka errors that retrying will not mend: the runner stops at once, naming them.
+_FATAL_ERRORS = frozenset({"_SSL", "_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_INVALID_ARG"})
 
 
 @dataclass
@@ -489,7 +492,10 @@ class LibrdkafkaClient:
 
         self.config = config
         self._producer: Any = None
-        self._errors: list[str] = []
+        self._errors: list[str] = []  # fatal ones, raised at the next poll
+        self._last_error = ""
+        self._reached = False  # a group assignment came: the brokers were reached at least once
+        self._started = time.monotonic()
         c = config
         self._common = {"bootstrap.servers": c.bootstrap_servers, "client.id": c.client_id,
                         "error_cb": self._on_error, **c.security.librdkafka()}
@@ -510,11 +516,13 @@ class LibrdkafkaClient:
     def _on_error(self, err: Any) -> None:
         """librdkafka's client-level errors (brokers down, authentication refused): fatal ones stop the
         runner at its next poll; the others are retried by librdkafka itself."""
-        if err.fatal() or err.name() in ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"):
-            self._errors.append(str(err))
+        if err.fatal() or err.name() in _FATAL_ERRORS:
+            self._errors.append(err.str())
+        self._last_error = err.str()
 
     def subscribe(self, topics: Sequence[str], on_assigned: OnPartitions, on_revoked: OnPartitions) -> None:
         def assigned(_consumer: Any, tps: Any) -> None:
+            self._reached = True
             on_assigned([(tp.topic, tp.partition) for tp in tps])
 
         def revoked(_consumer: Any, tps: Any) -> None:
@@ -531,6 +539,9 @@ class LibrdkafkaClient:
             raise KafkaClientError(f"cannot fetch from {self.config.bootstrap_servers}: {err}") from err
         if self._errors:
             raise KafkaClientError(f"{self.config.bootstrap_servers}: {self._errors[0]}")
+        if not self._reached and not msgs and self._last_error \
+                and time.monotonic() - self._started > CONNECT_TIMEOUT:
+            self._check_reachable()
         out: list[Message] = []
         new = Message
         kinds = _TIMESTAMP_TYPES
@@ -547,6 +558,22 @@ class LibrdkafkaClient:
                            kinds.get(kind, "CREATE_TIME"), m.key(), m.value(),
                            [(n, v or b"") for n, v in headers] if headers else []))
         return out
+
+    def _check_reachable(self) -> None:
+        """No assignment yet, errors seen, and the connect timeout passed: are the brokers there at all?
+
+        A metadata request answers that: when it does, the group is merely slow to assign (that is
+        waited for, however long); when it does not, the runner stops as kafka-python does at start,
+        so a TLS or address mistake is not waited out forever.
+        """
+        from confluent_kafka import KafkaException
+
+        try:
+            self._consumer.list_topics(timeout=5)
+        except KafkaException:
+            raise KafkaClientError(f"cannot reach {self.config.bootstrap_servers} within {CONNECT_TIMEOUT:.0f}s: "
+                                   f"{self._last_error}") from None
+        self._reached = True
 
     def seek(self, tp: TP, offset: int) -> None:
         from confluent_kafka import TopicPartition
