@@ -9,6 +9,11 @@ is Tansu's fixed delay, not the runner's work) and stops when InfluxDB holds eve
 count is read back with ``SELECT count(*)``, so a lost or unwritten record fails the run instead
 of flattering it.
 
+Beside it, ``handler_records_per_s``: the handler's pipeline alone (``consume.handle_records``, the
+runner's direct path) on the same records in batches of the same size, written to the same
+InfluxDB, in a fresh process: the ceiling the runner's rate is to be read against, since on a
+shared machine both move with the load.
+
     .venv/bin/python bench/runner_rate.py [--records N] [--partitions P] [--backend kafka-python|confluent]
 """
 
@@ -81,7 +86,8 @@ def measure(records: int = 200_000, partitions: int = 3, *, backend: str | None 
     """Run the runner over ``records`` fresh records; its rate once assigned.
 
     Returns ``records_per_s``, ``seconds`` (assignment → the last record in InfluxDB), ``records``,
-    ``join_s`` (runner start → assignment) and ``produce_s``. ``profile``: write a pyinstrument
+    ``join_s`` (runner start → assignment), ``produce_s`` and ``handler_records_per_s`` (the
+    handler's pipeline alone on the same records: see the module's docstring). ``profile``: write a pyinstrument
     text profile of the runner process to that file.
     """
     broker = local_kafka.start(partitions=partitions)
@@ -123,11 +129,47 @@ def measure(records: int = 200_000, partitions: int = 3, *, backend: str | None 
         if stored != records:
             raise RunnerRateError(f"InfluxDB holds {stored} of {records} records")
         seconds = done - assigned
+        ceiling = _handler_only(env, influx, records, partitions, batch_size)
         return {"records_per_s": records / seconds, "seconds": seconds, "records": float(records),
-                "join_s": assigned - started, "produce_s": produce_s}
+                "join_s": assigned - started, "produce_s": produce_s, "handler_records_per_s": ceiling}
     finally:
         broker.stop()
         influx.stop()
+
+
+HANDLER_DB = "runner_rate_handler"
+
+
+def _handler_only(env: dict[str, str], influx: local_influxdb.InfluxServer, records: int, partitions: int,
+                  batch_size: int) -> float:
+    """The handler's pipeline alone on the same records, in a fresh process (its rate, records/s)."""
+    influx.query(f'CREATE DATABASE "{HANDLER_DB}"')
+    out = subprocess.run([sys.executable, str(Path(__file__)), "--handler-only", "--records", str(records),
+                          "--partitions", str(partitions), "--batch-size", str(batch_size)],
+                         env={**env, "CONNECT_INFLUX_DB": HANDLER_DB, "POWERTOOLS_METRICS_DISABLED": "true"},
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    res = influx.query("SELECT count(battery) FROM sensors", db=HANDLER_DB)["results"][0]
+    stored = int(res["series"][0]["values"][0][1]) if res.get("series") else 0
+    if stored != records:
+        raise RunnerRateError(f"the handler alone stored {stored} of {records} records")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["handler_records_per_s"])
+
+
+def _run_handler_only(records: int, partitions: int, batch_size: int) -> float:
+    from influx_sink_tools.consume import handle_records
+    from influx_sink_tools.kafka_clients import Message
+    from influx_sink_tools.local_context import LocalContext
+
+    payloads = workload.json_payloads(workload.readings(0, records))
+    msgs = [Message(TOPIC, i % partitions, i // partitions, workload.T0_MS + i, "CREATE_TIME", None, p, [])
+            for i, p in enumerate(payloads)]
+    handle_records(msgs[:1], LocalContext(60))  # the cold start is not part of the rate
+    t = time.perf_counter()
+    for i in range(1, len(msgs), batch_size):
+        answer = handle_records(msgs[i:i + batch_size], LocalContext(60))
+        if answer.get("batchItemFailures"):
+            raise RunnerRateError(f"the handler reported failures: {answer['batchItemFailures'][:3]}")
+    return (records - 1) / (time.perf_counter() - t)
 
 
 def _wait(predicate: Any, proc: subprocess.Popen[bytes], log_path: Path, timeout: float, every: float) -> float:
@@ -150,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", help="the runner's --backend (default: the runner's default)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--profile", metavar="FILE", help="write a pyinstrument profile of the runner here")
+    parser.add_argument("--handler-only", action="store_true", help=argparse.SUPPRESS)  # measure()'s ceiling
     args = parser.parse_args(argv)
+    if args.handler_only:
+        rate = _run_handler_only(args.records, args.partitions, args.batch_size)
+        print(json.dumps({"handler_records_per_s": rate}))
+        return 0
     result = measure(args.records, args.partitions, backend=args.backend, batch_size=args.batch_size,
                      profile=args.profile)
     print(json.dumps({k: round(v, 3) for k, v in result.items()}))

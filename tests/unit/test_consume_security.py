@@ -144,3 +144,49 @@ def test_kafka_python_gets_the_token_through_its_provider_interface(aws_credenti
     assert file_sec.kafka_python()["sasl_oauth_token_provider"].token() == "eyJhbGciOiJub25lIn0.e30."
     path.write_text("rotated")  # read again at each authentication
     assert file_sec.librdkafka()["oauth_cb"]("")[0] == "rotated"
+
+
+def _documented_commands() -> list[str]:
+    """Every ``influx-sink consume`` command in docs/local-runner.md's bash blocks (continuations joined)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "local-runner.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.lstrip().startswith("influx-sink consume"):
+                commands.append(command.strip())
+    return commands
+
+
+DOCUMENTED = _documented_commands()
+
+
+def test_the_page_shows_every_mechanism():
+    shown = " ".join(DOCUMENTED)
+    for flag in ("--ssl-cafile", "--ssl-certfile", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER", "AWS_MSK_IAM"):
+        assert flag in shown
+
+
+@pytest.mark.parametrize("command", DOCUMENTED, ids=range(len(DOCUMENTED)))
+def test_documented_commands_are_accepted_as_written(command, tmp_path, monkeypatch, aws_credentials):
+    """The page's examples parse and resolve to a usable configuration (files stand in for theirs)."""
+    import shlex
+
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw")
+    monkeypatch.setenv("BOOTSTRAP", "127.0.0.1:9092")
+    words = [w.replace('"$BOOTSTRAP"', "127.0.0.1:9092").replace("$BOOTSTRAP", "127.0.0.1:9092")
+             for w in shlex.split(command)[2:]]
+    flags_with_files = {"--ssl-cafile", "--ssl-certfile", "--ssl-keyfile", "--sasl-oauth-token-file"}
+    for i, word in enumerate(words[:-1]):
+        if word in flags_with_files:
+            path = tmp_path / f"file{i}"
+            path.write_text("x")
+            words[i + 1] = str(path)
+    parser = argparse.ArgumentParser()
+    consume.add_arguments(parser)
+    opts = consume.options_from_args(parser.parse_args(words))
+    assert opts.topics == ["readings"]
+    opts.security.kafka_python()
+    opts.security.librdkafka()
