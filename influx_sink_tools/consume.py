@@ -168,7 +168,7 @@ def to_rec(msg: Message) -> Any:
 def handle_records(records: list[Message], context: Any) -> dict[str, Any]:
     """What ``lambda_handler`` does with an event once it has parsed it, on the fetched records.
 
-    The same runtime (settings, compiled KCQL, writer), deadline, error policy and answer;
+    The same runtime (settings, compiled KCQL, writer), deadline, error policy, log lines and answer;
     ``KafkaRecord`` is the handler's record interface and ``Message`` one holding raw bytes, so
     nothing is base64-encoded for the handler to decode again. Not emitted here: the handler's
     EMF metrics (off in the runner unless asked for; use ``--invoke event`` for them).
@@ -189,6 +189,11 @@ def handle_records(records: list[Message], context: Any) -> dict[str, Any]:
             raise
     finally:
         deadline.set_deadline(None)
+    if settings.progress_enabled:
+        from collections import Counter
+
+        app.logger.info(f"Received {len(records)} record(s); written {result.written_records}",
+                        extra={"per_topic": dict(Counter(r.topic for r in records))})
     response: dict[str, Any] = dict(result.response)
     return response
 
