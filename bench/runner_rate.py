@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--backend", help="the runner's --backend (default: the runner's default)")
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--runner-flag", action="append", default=[], metavar="FLAG",
+                        help="pass this flag to the runner (repeatable), e.g. --runner-flag=--no-prefetch")
     parser.add_argument("--profile", metavar="FILE", help="write a pyinstrument profile of the runner here")
     parser.add_argument("--handler-only", action="store_true", help=argparse.SUPPRESS)  # measure()'s ceiling
     args = parser.parse_args(argv)
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"handler_records_per_s": rate}))
         return 0
     result = measure(args.records, args.partitions, backend=args.backend, batch_size=args.batch_size,
-                     profile=args.profile)
+                     extra=tuple(args.runner_flag), profile=args.profile)
     print(json.dumps({k: round(v, 3) for k, v in result.items()}))
     return 0
 

@@ -226,6 +226,14 @@ def first_failures(response: Any, batch: Sequence[Any]) -> dict[TP, int] | None:
     return first_failed_offsets(named)
 
 
+def _first_offsets(batch: Sequence[Any]) -> dict[TP, int]:
+    """Each partition's first offset in the batch (offsets ascend within a partition)."""
+    out: dict[TP, int] = {}
+    for m in batch:
+        out.setdefault((m.topic, m.partition), m.offset)
+    return out
+
+
 def _by_partition(batch: Sequence[Any]) -> dict[TP, list[Any]]:
     out: dict[TP, list[Any]] = {}
     for m in batch:
@@ -422,7 +430,6 @@ class Runner:
     # ------------------------------------------------------------------ one batch
 
     def _invoke(self, batch: list[Message]) -> Outcome:
-        parts = _by_partition(batch)
         context = LocalContext(self.opts.function_timeout)
         try:
             if self._direct():
@@ -435,11 +442,11 @@ class Runner:
         except Exception as err:  # any function error retries the whole batch, as in Lambda
             reason = f"{type(err).__name__}: {err}"[:MAX_REASON]
             log.error("handler raised (%s); the whole batch of %d record(s) will be retried", reason, len(batch))
-            return Outcome({k: ms[0].offset for k, ms in parts.items()}, reason, whole_batch=True)
+            return Outcome(_first_offsets(batch), reason, whole_batch=True)
         failed = first_failures(response, batch)
         if failed is None:
             log.error("handler answered with an identifier that was not in the batch; retrying the batch")
-            return Outcome({k: ms[0].offset for k, ms in parts.items()}, "invalid batchItemFailures",
+            return Outcome(_first_offsets(batch), "invalid batchItemFailures",
                            whole_batch=True)
         return Outcome(failed, "reported in batchItemFailures")
 

@@ -284,6 +284,9 @@ def _kafka_python_provider(source: TokenSource) -> Any:
 # ---------------------------------------------------------------------- messages
 
 
+NO_HEADERS: list[tuple[str, bytes]] = []  # shared by every record without headers; never mutated
+
+
 class Message(KafkaRecord):
     """A fetched record: the handler's ``KafkaRecord`` holding raw bytes instead of base64 text.
 
@@ -421,7 +424,7 @@ class KafkaPythonClient:
             out += [new(m.topic, m.partition, m.offset,
                         m.timestamp if m.timestamp is not None and m.timestamp >= 0 else 0,
                         "LOG_APPEND_TIME" if m.timestamp_type == 1 else "CREATE_TIME", m.key, m.value,
-                        [(n, v or b"") for n, v in m.headers] if m.headers else [])
+                        [(n, v or b"") for n, v in m.headers] if m.headers else NO_HEADERS)
                     for m in msgs]
         return out
 
@@ -556,7 +559,7 @@ class LibrdkafkaClient:
             headers = m.headers()
             out.append(new(m.topic(), m.partition(), m.offset(), ts if ts >= 0 else 0,
                            kinds.get(kind, "CREATE_TIME"), m.key(), m.value(),
-                           [(n, v or b"") for n, v in headers] if headers else []))
+                           [(n, v or b"") for n, v in headers] if headers else NO_HEADERS))
         return out
 
     def _check_reachable(self) -> None:
