@@ -82,13 +82,16 @@ def _count(server: local_influxdb.InfluxServer) -> int:
 
 
 def measure(records: int = 200_000, partitions: int = 3, *, backend: str | None = None,
-            batch_size: int = 10_000, extra: tuple[str, ...] = (), profile: str | None = None) -> dict[str, float]:
+            batch_size: int = 10_000, extra: tuple[str, ...] = (), profile: str | None = None,
+            runners: int = 1) -> dict[str, float]:
     """Run the runner over ``records`` fresh records; its rate once assigned.
 
     Returns ``records_per_s``, ``seconds`` (assignment → the last record in InfluxDB), ``records``,
     ``join_s`` (runner start → assignment), ``produce_s`` and ``handler_records_per_s`` (the
     handler's pipeline alone on the same records: see the module's docstring). ``profile``: write a pyinstrument
-    text profile of the runner process to that file.
+    text profile of the runner process to that file. ``runners``: that many runner processes in
+    the one consumer group, sharing the partitions (the clock starts at the first assignment, so
+    the rebalances as the others join are part of the figure).
     """
     broker = local_kafka.start(partitions=partitions)
     influx = local_influxdb.start()
@@ -109,22 +112,26 @@ def measure(records: int = 200_000, partitions: int = 3, *, backend: str | None 
         if backend:
             argv += ["--backend", backend]
         with tempfile.TemporaryDirectory(prefix="runner-rate-") as tmp:
-            log_path = Path(tmp) / "runner.err"
-            with open(log_path, "wb") as err:
-                started = time.perf_counter()
-                proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
-                                        stdin=subprocess.DEVNULL)
+            logs = [Path(tmp) / f"runner{i}.err" for i in range(runners)]
+            procs = []
+            started = time.perf_counter()
+            for log_path in logs:
+                with open(log_path, "wb") as err:
+                    procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                                                  stdin=subprocess.DEVNULL))
             try:
-                assigned = _wait(lambda: ASSIGNED.search(log_path.read_text(errors="replace")) is not None,
-                                 proc, log_path, 60.0, 0.005)
-                done = _wait(lambda: _count(influx) >= records, proc, log_path, 600.0, 0.1)
+                assigned = _wait(lambda: any(ASSIGNED.search(p.read_text(errors="replace")) for p in logs),
+                                 procs, logs, 60.0, 0.005)
+                done = _wait(lambda: _count(influx) >= records, procs, logs, 600.0, 0.1)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                for proc in procs:
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
         stored = _count(influx)
         if stored != records:
             raise RunnerRateError(f"InfluxDB holds {stored} of {records} records")
@@ -172,16 +179,18 @@ def _run_handler_only(records: int, partitions: int, batch_size: int) -> float:
     return (records - 1) / (time.perf_counter() - t)
 
 
-def _wait(predicate: Any, proc: subprocess.Popen[bytes], log_path: Path, timeout: float, every: float) -> float:
+def _wait(predicate: Any, procs: list[subprocess.Popen[bytes]], logs: list[Path], timeout: float,
+          every: float) -> float:
     """Poll until ``predicate()`` holds; the ``perf_counter`` of that moment."""
     deadline = time.perf_counter() + timeout
     while True:
         if predicate():
             return time.perf_counter()
-        if proc.poll() is not None:
-            raise RunnerRateError(f"runner exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        for proc, log_path in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                raise RunnerRateError(f"runner exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         if time.perf_counter() > deadline:
-            raise RunnerRateError(f"timed out after {timeout}s:\n{log_path.read_text()[-3000:]}")
+            raise RunnerRateError(f"timed out after {timeout}s:\n{logs[0].read_text()[-3000:]}")
         time.sleep(every)
 
 
@@ -194,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner-flag", action="append", default=[], metavar="FLAG",
                         help="pass this flag to the runner (repeatable), e.g. --runner-flag=--no-prefetch")
     parser.add_argument("--profile", metavar="FILE", help="write a pyinstrument profile of the runner here")
+    parser.add_argument("--runners", type=int, default=1, help="runner processes in the one group (default 1)")
     parser.add_argument("--handler-only", action="store_true", help=argparse.SUPPRESS)  # measure()'s ceiling
     args = parser.parse_args(argv)
     if args.handler_only:
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"handler_records_per_s": rate}))
         return 0
     result = measure(args.records, args.partitions, backend=args.backend, batch_size=args.batch_size,
-                     extra=tuple(args.runner_flag), profile=args.profile)
+                     extra=tuple(args.runner_flag), profile=args.profile, runners=args.runners)
     print(json.dumps({k: round(v, 3) for k, v in result.items()}))
     return 0
 
