@@ -3,14 +3,18 @@
 It plays the part of Lambda's Kafka event source mapping on a laptop or a plain server, so the
 handler runs unchanged and behaves as it will in AWS:
 
-- a kafka-python consumer in a consumer group, auto-commit off, reading with isolation level
-  ``read_committed`` by default (``--isolation-level``), so records of open transactions are held
-  back until they commit and, on brokers that report aborted transactions, aborted ones never
-  reach the handler; every codec a producer may compress with (gzip, snappy, lz4, zstd) is read;
-- batches of up to ``--batch-size`` records gathered for up to ``--batch-window-ms``, turned into
-  an event shaped exactly like the MSK event source's (``influx_sink_tools.eventgen``), and handed to
-  ``lambda_handler`` with a context whose ``get_remaining_time_in_millis`` counts down from
-  ``--function-timeout`` seconds;
+- a consumer in a consumer group (librdkafka through confluent-kafka, or kafka-python:
+  ``--backend``, see influx_sink_tools.kafka_clients), auto-commit off, over plaintext, TLS or SASL
+  (``--security-protocol`` and friends), reading with isolation level ``read_committed`` by
+  default (``--isolation-level``), so records of open transactions are held back until they commit
+  and, on brokers that report aborted transactions, aborted ones never reach the handler; every
+  codec a producer may compress with (gzip, snappy, lz4, zstd) is read;
+- batches of up to ``--batch-size`` records gathered for up to ``--batch-window-ms`` and handed to
+  the handler with a context whose ``get_remaining_time_in_millis`` counts down from
+  ``--function-timeout`` seconds: by default (``--invoke direct``) as the records themselves, to the
+  handler's pipeline after the event parsing (no base64 round trip); with ``--invoke event`` as an
+  event shaped exactly like the MSK event source's (``influx_sink_tools.eventgen``), to
+  ``lambda_handler``;
 - offsets are committed only past records the handler acknowledged: all of them on success; per
   partition up to (not including) the first failed offset of a ``batchItemFailures`` answer;
   none on an exception (the whole batch is retried, like a function error);
@@ -25,7 +29,7 @@ handler runs unchanged and behaves as it will in AWS:
   exits after that long without records, counted only while partitions are assigned (joining
   the group or a rebalance is not idleness), logging while it waits for an assignment.
 
-kafka-python is imported only here, and only when the runner starts; ``add_consume_parser`` and
+The Kafka clients are imported only when the runner starts; ``add_consume_parser`` and
 ``run`` are what ``influx_sink_tools.cli`` registers. See docs/local-runner.md.
 """
 
@@ -45,12 +49,27 @@ from types import FrameType
 from typing import Any, TextIO
 
 from handler.errors import ConfigError, SinkError
+from influx_sink_tools.kafka_clients import (
+    PASSWORD_ENV,
+    Backend,
+    Client,
+    ClientConfig,
+    CommitFailedError,
+    KafkaClientError,
+    Message,
+    SaslMechanism,
+    Security,
+    SecurityProtocol,
+    UnreadableRecordsError,
+    connect,
+    default_backend,
+)
 from influx_sink_tools.local_context import LocalContext
 
 log = logging.getLogger("influx_sink_tools.consume")
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-TP = tuple[str, int]  # (topic, partition); kafka's TopicPartition is a namedtuple of the same shape
+TP = tuple[str, int]  # (topic, partition); a TopicPartition namedtuple of the same shape works too
 
 DLQ_HEADER_PREFIX = "influx-sink."
 MAX_REASON = 1000
@@ -62,6 +81,13 @@ class IsolationLevel(enum.StrEnum):
 
     READ_COMMITTED = "read_committed"      # only committed transactions (and non-transactional records)
     READ_UNCOMMITTED = "read_uncommitted"  # everything written, aborted transactions included
+
+
+class Invoke(enum.StrEnum):
+    """How a batch reaches the handler."""
+
+    DIRECT = "direct"  # the records, to the handler's pipeline (what lambda_handler runs after parsing the event)
+    EVENT = "event"    # an MSK-shaped event (base64 values) to lambda_handler itself
 
 
 class ConsumeError(SinkError):
@@ -92,6 +118,9 @@ class Options:
     isolation_level: IsolationLevel = IsolationLevel.READ_COMMITTED
     progress: bool | None = None  # None: when stderr is a terminal
     client_id: str = "influx-sink-local"
+    backend: Backend | None = None  # None: librdkafka when confluent-kafka is installed, else kafka-python
+    invoke: Invoke = Invoke.DIRECT  # only with the real handler; a handler passed to Runner gets events
+    security: Security = field(default_factory=Security)
 
 
 @dataclass
@@ -128,14 +157,45 @@ class Outcome:
     whole_batch: bool = False
 
 
-def to_rec(msg: Any) -> Any:
-    """A kafka-python ConsumerRecord → ``eventgen.Rec`` (a null header value becomes empty bytes)."""
+def to_rec(msg: Message) -> Any:
+    """A fetched ``Message`` → ``eventgen.Rec``, for an event."""
     from influx_sink_tools.eventgen import Rec
 
-    return Rec(msg.topic, msg.partition, msg.offset, msg.value, msg.key,
-               [(name, value or b"") for name, value in (msg.headers or [])],
-               timestamp=msg.timestamp if msg.timestamp is not None and msg.timestamp >= 0 else 0,
-               timestamp_type="LOG_APPEND_TIME" if msg.timestamp_type == 1 else "CREATE_TIME")
+    return Rec(msg.topic, msg.partition, msg.offset, msg.value, msg.key, msg.header_pairs,
+               timestamp=msg.timestamp, timestamp_type=msg.timestamp_type)
+
+
+def handle_records(records: list[Message], context: Any) -> dict[str, Any]:
+    """What ``lambda_handler`` does with an event once it has parsed it, on the fetched records.
+
+    The same runtime (settings, compiled KCQL, writer), deadline, error policy, log lines and answer;
+    ``KafkaRecord`` is the handler's record interface and ``Message`` one holding raw bytes, so
+    nothing is base64-encoded for the handler to decode again. Not emitted here: the handler's
+    EMF metrics (off in the runner unless asked for; use ``--invoke event`` for them).
+    """
+    from handler import app, deadline
+    from handler.delivery import run_batch
+    from handler.errors import BatchFailed
+
+    deadline.set_deadline(app._deadline(context))
+    try:
+        rt = app.get_runtime()
+        settings = rt.settings
+        try:
+            result = run_batch(records, rt.plan, rt.writer, settings.error_policy, deadline=deadline.current(),
+                               retry_interval=settings.retry_interval_ms / 1000)
+        except BatchFailed as err:
+            app.logger.error(str(err), extra={"failures": [str(f) for f in err.failures[:50]]})
+            raise
+    finally:
+        deadline.set_deadline(None)
+    if settings.progress_enabled:
+        from collections import Counter
+
+        app.logger.info(f"Received {len(records)} record(s); written {result.written_records}",
+                        extra={"per_topic": dict(Counter(r.topic for r in records))})
+    response: dict[str, Any] = dict(result.response)
+    return response
 
 
 def first_failures(response: Any, batch: Sequence[Any]) -> dict[TP, int] | None:
@@ -164,6 +224,14 @@ def first_failures(response: Any, batch: Sequence[Any]) -> dict[TP, int] | None:
     from handler.delivery import first_failed_offsets  # the same rule the handler answers by; loaded with it
 
     return first_failed_offsets(named)
+
+
+def _first_offsets(batch: Sequence[Any]) -> dict[TP, int]:
+    """Each partition's first offset in the batch (offsets ascend within a partition)."""
+    out: dict[TP, int] = {}
+    for m in batch:
+        out.setdefault((m.topic, m.partition), m.offset)
+    return out
 
 
 def _by_partition(batch: Sequence[Any]) -> dict[TP, list[Any]]:
@@ -245,9 +313,7 @@ class Runner:
         self._assigned_at: float | None = None  # None while joining or rebalancing: not idle time
         self._unassigned_since = time.monotonic()
         self._waiting_logged = 0.0
-        self._consumer: Any = None
-        self._producer: Any = None
-        self._tp_cls: Any = None
+        self._client: Client | None = None
         self.progress = progress or _Progress.for_stream(sys.stderr, opts.progress)
 
     # ------------------------------------------------------------------ control
@@ -267,42 +333,43 @@ class Runner:
             self._handler = lambda_handler
         return self._handler
 
+    def _direct(self) -> bool:
+        """Records go straight to the handler's pipeline: asked for, and the handler is the real one."""
+        if self.opts.invoke is not Invoke.DIRECT:
+            return False
+        if self._handler is None:
+            return True
+        from handler.app import lambda_handler
+
+        return self._handler is lambda_handler
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "run() connects first"
+        return self._client
+
     # ------------------------------------------------------------------ kafka
 
     def _connect(self) -> None:
-        from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
-
-        runner = self
-
-        class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                runner.on_revoked(revoked)
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                runner.on_assigned(assigned)
-
         o = self.opts
         # The handler may take the whole function timeout, plus our backoff: poll often enough.
         max_poll_ms = int(max(300.0, o.function_timeout * 2 + o.max_backoff_ms / 1000 + 60) * 1000)
-        self._tp_cls = TopicPartition
+        config = ClientConfig(o.bootstrap_servers, o.group_id, o.client_id, o.batch_size, o.session_timeout_ms,
+                              max_poll_ms, o.auto_offset_reset, str(o.isolation_level), o.security)
+        backend = o.backend or default_backend()
+        log.info("connecting to %s: %s client, %s%s", o.bootstrap_servers, backend, o.security.protocol,
+                 f" {o.security.sasl_mechanism}" if o.security.sasl_mechanism else "")
         try:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=o.bootstrap_servers.split(","), group_id=o.group_id, client_id=o.client_id,
-                enable_auto_commit=False, auto_offset_reset=o.auto_offset_reset,
-                max_poll_records=o.batch_size, session_timeout_ms=o.session_timeout_ms,
-                heartbeat_interval_ms=max(100, o.session_timeout_ms // 3),
-                max_poll_interval_ms=max_poll_ms, request_timeout_ms=max(30_000, o.session_timeout_ms + 5_000),
-                isolation_level=str(o.isolation_level))
-            self._consumer.subscribe(o.topics, listener=Listener())
-        except KafkaError as err:
-            raise ConsumeError(f"cannot consume from {o.bootstrap_servers}: {err}") from err
+            self._client = connect(backend, config)
+            self._client.subscribe(o.topics, self.on_assigned, self.on_revoked)
+        except KafkaClientError as err:
+            raise ConsumeError(str(err)) from err
 
     def on_revoked(self, revoked: Any) -> None:
         """The group takes partitions away (a rebalance starts; at the first join, none)."""
         # Records gathered for the batch being built are someone else's now (and, if the
         # partition comes back, it restarts from the committed offset): drop them.
-        gone = {(tp.topic, tp.partition) for tp in revoked}
+        gone = {(tp[0], tp[1]) for tp in revoked}
         self._pending[:] = [m for m in self._pending if (m.topic, m.partition) not in gone]
         for key in gone:
             self._retry.pop(key, None)
@@ -316,40 +383,21 @@ class Runner:
         self._assigned_at = time.monotonic()
         log.info("partitions assigned: %s", _names(assigned) or "none")
 
-    def _tp(self, key: TP) -> Any:
-        return self._tp_cls(key[0], key[1])
-
     def lag(self) -> int | None:
         """Records behind the high-water mark over assigned partitions (None before any fetch)."""
-        from kafka.errors import KafkaError
+        return self._client.lag() if self._client is not None else None
 
-        total, known = 0, False
-        try:
-            for tp in self._consumer.assignment():
-                high = self._consumer.highwater(tp)
-                pos = self._consumer.position(tp, timeout_ms=0)
-                if high is not None and pos is not None:
-                    total += max(0, high - pos)
-                    known = True
-        except KafkaError:
-            return None
-        return total if known else None
-
-    def _poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+    def _poll(self, timeout_ms: int, max_records: int) -> list[Message]:
         """One fetch; records that cannot be read at all stop the runner with what to do about it.
 
         Nothing of the batch being gathered is committed then: it is read again after the fix.
         """
-        from kafka.errors import CorruptRecordError, UnsupportedCodecError
-
         try:
-            polled: dict[Any, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        except UnsupportedCodecError as err:
-            raise ConsumeError(f"cannot decompress records of {','.join(self.opts.topics)}: {err}; install the "
-                               "runner's codecs: pip install 'influx-sink[runner]'") from err
-        except CorruptRecordError as err:
-            raise ConsumeError(f"cannot read records of {','.join(self.opts.topics)}: {err}") from err
-        return polled
+            return self.client.poll(timeout_ms / 1000, max_records)
+        except UnreadableRecordsError as err:
+            raise ConsumeError(f"{','.join(self.opts.topics)}: {err}") from err
+        except KafkaClientError as err:
+            raise ConsumeError(str(err)) from err
 
     def _collect(self) -> list[Any]:
         """Gather one batch: up to batch_size records, waiting at most the window after the first."""
@@ -359,9 +407,7 @@ class Runner:
         while not self.stopping:
             now = time.monotonic()
             timeout_ms = 200 if window_end is None else max(0, int((window_end - now) * 1000))
-            polled = self._poll(timeout_ms, o.batch_size - len(batch))
-            for _tp, msgs in polled.items():
-                batch.extend(msgs)
+            batch.extend(self._poll(timeout_ms, o.batch_size - len(batch)))
             if batch and window_end is None:
                 window_end = time.monotonic() + o.batch_window_ms / 1000
             if not batch:
@@ -372,35 +418,35 @@ class Runner:
         return batch
 
     def _commit(self, offsets: dict[TP, int]) -> None:
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
-
         if not offsets:
             return
         try:
-            self._consumer.commit({self._tp(k): OffsetAndMetadata(v, "", -1) for k, v in offsets.items()})
-        except KafkaError as err:  # CommitFailedError and friends
+            self.client.commit(offsets)
+        except CommitFailedError as err:
             # A rebalance took the partitions away: their new owner re-reads from the last commit
             # (at-least-once; InfluxDB overwrites identical points).
             log.warning("offset commit failed (%s); those records will be delivered again", err)
 
     # ------------------------------------------------------------------ one batch
 
-    def _invoke(self, batch: list[Any]) -> Outcome:
-        from influx_sink_tools.eventgen import build_event
-
-        event = build_event([to_rec(m) for m in batch], bootstrap_servers=self.opts.bootstrap_servers)
-        parts = _by_partition(batch)
+    def _invoke(self, batch: list[Message]) -> Outcome:
+        context = LocalContext(self.opts.function_timeout)
         try:
-            response = self._handler_fn()(event, LocalContext(self.opts.function_timeout))
+            if self._direct():
+                response = handle_records(batch, context)
+            else:
+                from influx_sink_tools.eventgen import build_event
+
+                event = build_event([to_rec(m) for m in batch], bootstrap_servers=self.opts.bootstrap_servers)
+                response = self._handler_fn()(event, context)
         except Exception as err:  # any function error retries the whole batch, as in Lambda
             reason = f"{type(err).__name__}: {err}"[:MAX_REASON]
             log.error("handler raised (%s); the whole batch of %d record(s) will be retried", reason, len(batch))
-            return Outcome({k: ms[0].offset for k, ms in parts.items()}, reason, whole_batch=True)
+            return Outcome(_first_offsets(batch), reason, whole_batch=True)
         failed = first_failures(response, batch)
         if failed is None:
             log.error("handler answered with an identifier that was not in the batch; retrying the batch")
-            return Outcome({k: ms[0].offset for k, ms in parts.items()}, "invalid batchItemFailures",
+            return Outcome(_first_offsets(batch), "invalid batchItemFailures",
                            whole_batch=True)
         return Outcome(failed, "reported in batchItemFailures")
 
@@ -429,7 +475,6 @@ class Runner:
             state = self._retry.get(key)
             attempts = state.attempts + 1 if state is not None and state.offset == first else 1
             attempts_of[key] = attempts
-            tp = self._tp(key)
             limit = self._max_retries
             if limit is not None and 0 <= limit < attempts:
                 self._retry.pop(key, None)
@@ -440,12 +485,12 @@ class Runner:
                     give_up.extend(m for m in msgs if m.offset == first)
                     commits[key] = first + 1
                     if first != msgs[-1].offset:
-                        self._consumer.seek(tp, first + 1)
+                        self.client.seek(key, first + 1)
                 continue
             backoff = min(self.opts.retry_backoff_ms * 2 ** (attempts - 1), self.opts.max_backoff_ms) / 1000
             wait = max(wait, backoff)
             self._retry[key] = _Retry(first, attempts)
-            self._consumer.seek(tp, first)
+            self.client.seek(key, first)
             self.stats.retries += 1
             log.warning("%s-%d: retry %d from offset %d in %.1fs (%s)", key[0], key[1], attempts, first,
                         backoff, outcome.reason)
@@ -463,31 +508,19 @@ class Runner:
                 log.error("giving up topic=%s partition=%d offset=%d after %d attempt(s): %s (no --dlq-topic; "
                           "skipped)", m.topic, m.partition, m.offset, attempts_of[(m.topic, m.partition)], reason)
             return
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
+        headers = []
+        for m in msgs:
+            headers.append([
+                *m.header_pairs,
+                (DLQ_HEADER_PREFIX + "topic", m.topic.encode()),
+                (DLQ_HEADER_PREFIX + "partition", str(m.partition).encode()),
+                (DLQ_HEADER_PREFIX + "offset", str(m.offset).encode()),
+                (DLQ_HEADER_PREFIX + "attempts", str(attempts_of[(m.topic, m.partition)]).encode()),
+                (DLQ_HEADER_PREFIX + "reason", reason.encode("utf-8", "replace")),
+            ])
         try:
-            if self._producer is None:
-                self._producer = KafkaProducer(bootstrap_servers=self.opts.bootstrap_servers.split(","),
-                                               client_id=f"{self.opts.client_id}-dlq", acks="all")
-            futures = []
-            for m in msgs:
-                attempts = attempts_of[(m.topic, m.partition)]
-                headers = [
-                    *(m.headers or []),
-                    (DLQ_HEADER_PREFIX + "topic", m.topic.encode()),
-                    (DLQ_HEADER_PREFIX + "partition", str(m.partition).encode()),
-                    (DLQ_HEADER_PREFIX + "offset", str(m.offset).encode()),
-                    (DLQ_HEADER_PREFIX + "attempts", str(attempts).encode()),
-                    (DLQ_HEADER_PREFIX + "reason", reason.encode("utf-8", "replace")),
-                ]
-                ts = m.timestamp if m.timestamp is not None and m.timestamp >= 0 else None
-                futures.append(self._producer.send(dlq, value=m.value, key=m.key, headers=headers,
-                                                   timestamp_ms=ts))
-            self._producer.flush()
-            for f in futures:
-                f.get(timeout=30)
-        except KafkaError as err:
+            self.client.produce(dlq, msgs, headers)
+        except KafkaClientError as err:
             raise DeadLetterError(f"cannot produce {len(msgs)} given-up record(s) to dead-letter topic "
                                   f"{dlq!r}: {err}; offsets not committed") from err
         self.stats.dead_lettered += len(msgs)
@@ -553,16 +586,13 @@ class Runner:
         return self.stats
 
     def _close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
-        if self._consumer is not None:
-            self._consumer.close(autocommit=False)
-            self._consumer = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def _names(tps: Any) -> str:
-    return ", ".join(sorted(f"{tp.topic}-{tp.partition}" for tp in tps))
+    return ", ".join(sorted(f"{tp[0]}-{tp[1]}" for tp in tps))
 
 
 # ---------------------------------------------------------------------- CLI
@@ -593,7 +623,7 @@ EPILOG = ("Offsets are committed only past records the handler acknowledged; fai
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``consume`` flags (shared by ``influx-sink consume`` and ``python -m influx_sink_tools.consume``)."""
     parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT[,HOST:PORT]",
-                        help="the Kafka brokers to bootstrap from (plaintext)")
+                        help="the Kafka brokers to bootstrap from")
     parser.add_argument("--topics", required=True, metavar="T1[,T2]", help="comma-separated topics")
     parser.add_argument("--group-id", required=True, metavar="G", help="consumer group (offsets are kept per group)")
     parser.add_argument("--batch-size", type=_positive, default=100, metavar="N",
@@ -625,6 +655,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default read_committed)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show records/s and lag on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--backend", type=Backend, choices=list(Backend),
+                        help="the Kafka client: librdkafka (confluent-kafka; fetches ahead in its own threads) or "
+                             "kafka-python (default: librdkafka when confluent-kafka is installed)")
+    parser.add_argument("--invoke", type=Invoke, choices=list(Invoke), default=Invoke.DIRECT,
+                        help="direct: the fetched records to the handler's pipeline; event: an MSK-shaped event to "
+                             "lambda_handler, base64 and all (slower; with the handler's EMF metrics) "
+                             "(default direct)")
+    sec = parser.add_argument_group("security", "TLS and SASL to the brokers; passwords are read from the "
+                                    f"environment (${PASSWORD_ENV}, $KAFKA_SSL_KEY_PASSWORD), never from flags")
+    sec.add_argument("--security-protocol", type=SecurityProtocol, choices=list(SecurityProtocol),
+                     help="default: SASL_SSL with --sasl-mechanism, SSL with a --ssl-* file, else PLAINTEXT")
+    sec.add_argument("--ssl-cafile", metavar="PEM", help="CA bundle to verify the brokers' certificates "
+                     "(default: the system's)")
+    sec.add_argument("--ssl-certfile", metavar="PEM", help="client certificate (mutual TLS); may hold the key too")
+    sec.add_argument("--ssl-keyfile", metavar="PEM", help="the client certificate's private key")
+    sec.add_argument("--ssl-check-hostname", action=argparse.BooleanOptionalAction, default=True,
+                     help="check that the broker's certificate names the host connected to (default: yes)")
+    sec.add_argument("--sasl-mechanism", type=SaslMechanism, choices=list(SaslMechanism),
+                     help="AWS_MSK_IAM: OAUTHBEARER with tokens from AWS's MSK IAM signer (the default "
+                          "credential chain, --aws-profile or --aws-role-arn)")
+    sec.add_argument("--sasl-username", metavar="USER", help=f"for PLAIN and SCRAM (password: ${PASSWORD_ENV})")
+    sec.add_argument("--sasl-oauth-token-file", metavar="FILE",
+                     help="for OAUTHBEARER: a file holding the bearer token, read again at each authentication")
+    sec.add_argument("--aws-region", metavar="REGION", help="for AWS_MSK_IAM (default: $AWS_REGION)")
+    sec.add_argument("--aws-profile", metavar="NAME", help="for AWS_MSK_IAM: sign with this profile's credentials")
+    sec.add_argument("--aws-role-arn", metavar="ARN", help="for AWS_MSK_IAM: sign as this role (assumed via STS)")
 
 
 def add_consume_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -637,14 +693,28 @@ def add_consume_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def security_from_args(args: argparse.Namespace) -> Security:
+    """The flags' security settings (SecurityConfigError naming every problem)."""
+    from influx_sink_tools.kafka_clients import KEY_PASSWORD_ENV
+
+    return Security.resolve(
+        args.security_protocol, ca_file=args.ssl_cafile, cert_file=args.ssl_certfile, key_file=args.ssl_keyfile,
+        key_password=os.environ.get(KEY_PASSWORD_ENV) or None, check_hostname=args.ssl_check_hostname,
+        sasl_mechanism=args.sasl_mechanism, sasl_username=args.sasl_username,
+        sasl_password=os.environ.get(PASSWORD_ENV) or None, oauth_token_file=args.sasl_oauth_token_file,
+        aws_region=args.aws_region, aws_profile=args.aws_profile, aws_role_arn=args.aws_role_arn)
+
+
 def options_from_args(args: argparse.Namespace) -> Options:
+    """The runner's options from parsed flags (SecurityConfigError for unusable security flags)."""
     topics = [t.strip() for t in args.topics.split(",") if t.strip()]
     return Options(bootstrap_servers=args.bootstrap_servers, topics=topics, group_id=args.group_id,
                    batch_size=args.batch_size, batch_window_ms=args.batch_window_ms, until_idle=args.until_idle,
                    max_retries=args.max_retries, dlq_topic=args.dlq_topic, function_timeout=args.function_timeout,
                    retry_backoff_ms=args.retry_backoff_ms, max_backoff_ms=args.max_backoff_ms,
                    session_timeout_ms=args.session_timeout_ms, auto_offset_reset=args.auto_offset_reset,
-                   isolation_level=IsolationLevel(args.isolation_level), progress=args.progress)
+                   isolation_level=IsolationLevel(args.isolation_level), progress=args.progress,
+                   backend=args.backend, invoke=Invoke(args.invoke), security=security_from_args(args))
 
 
 def _install_signals(runner: Runner) -> Callable[[], None]:
@@ -675,7 +745,18 @@ def _setup_logging(progress: _Progress) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the consumer for parsed CLI arguments; the process exit code."""
-    opts = options_from_args(args)
+    from influx_sink_tools.kafka_clients import SecurityConfigError, available
+
+    try:
+        opts = options_from_args(args)
+    except SecurityConfigError as err:
+        print(f"influx-sink consume: {err}", file=sys.stderr)
+        return 2
+    if opts.backend is not None and not available(opts.backend):
+        package = "confluent-kafka" if opts.backend is Backend.LIBRDKAFKA else "kafka-python"
+        print(f"influx-sink consume: --backend {opts.backend} needs {package}: pip install {package}",
+              file=sys.stderr)
+        return 2
     # The handler's CloudWatch EMF metrics are one JSON blob per batch on stdout: noise locally.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     progress = _Progress.for_stream(sys.stderr, opts.progress)

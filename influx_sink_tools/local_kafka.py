@@ -25,11 +25,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from influx_sink_tools.local_process import ServerProcess, free_port, launch, make_temporary_dir, stop_command
+
+if TYPE_CHECKING:
+    from influx_sink_tools.tls_proxy import Pki, TlsProxy
 
 
 def broker_bin() -> str:
@@ -40,8 +43,12 @@ def broker_bin() -> str:
 
 
 
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3, timeout: float = 30.0) -> None:
-    """Create topics (replication factor 1); an existing topic is left as it is."""
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3, timeout: float = 30.0,
+                  client: Mapping[str, Any] | None = None) -> None:
+    """Create topics (replication factor 1); an existing topic is left as it is.
+
+    ``client``: kafka-python security settings (``Security.kafka_python()``) for a TLS listener.
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -50,7 +57,7 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3, tim
     if not wanted:
         return
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="local-kafka-admin",
-                             request_timeout_ms=int(timeout * 1000))
+                             request_timeout_ms=int(timeout * 1000), **(client or {}))
     try:
         for name in wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -69,21 +76,22 @@ class KafkaBroker(ServerProcess):
     pid: int
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     temporary: bool = False  # root was made by start(): removed by stop()
+    client: dict[str, Any] = field(default_factory=dict, repr=False)  # kafka-python settings to reach it
 
     def create_topics(self, names: Iterable[str], partitions: int = 3) -> None:
-        create_topics(self.bootstrap, names, partitions)
+        create_topics(self.bootstrap, names, partitions, client=self.client)
 
 
 
 
-def _answers(bootstrap: str) -> bool:
+def _answers(bootstrap: str, client: Mapping[str, Any]) -> bool:
     """True once the broker serves metadata (a TCP accept alone is not enough)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="local-kafka-probe",
-                                 request_timeout_ms=2000)
+                                 request_timeout_ms=2000, **client)
     except (KafkaError, OSError):
         return False
     try:
@@ -95,11 +103,26 @@ def _answers(bootstrap: str) -> bool:
         admin.close()
 
 
+def _log_says_ready(root: str) -> bool:
+    try:
+        with open(os.path.join(root, f"{KafkaBroker.pid_name}.log"), encoding="utf-8", errors="replace") as fh:
+            return "ready in" in fh.read()
+    except OSError:
+        return False
+
+
 def start(root: str | None = None, *, port: int | None = None, topics: Iterable[str] = (),
-          partitions: int = 3, timeout: float = 30.0) -> KafkaBroker:
+          partitions: int = 3, timeout: float = 30.0, advertised_port: int | None = None,
+          client: Mapping[str, Any] | None = None, authentication: bool = False) -> KafkaBroker:
     """Start Tansu on ``127.0.0.1:port`` (a free one by default), wait until it answers, create topics.
 
     Without ``root`` the broker's folder (log, pid file) is a new temporary one, removed by ``stop()``.
+    ``advertised_port``: the port the broker tells clients to connect to (a proxy in front of it,
+    which must already listen), reached with the kafka-python settings ``client``.
+    ``authentication``: Tansu's ``--authentication`` (every client must authenticate with SASL
+    SCRAM). Tansu 0.6 keeps its users in the storage engine and creates them only over an
+    unauthenticated connection, so with in-memory storage such a broker knows no user: it serves
+    the SASL handshake and refuses every login. It is ready once its log says so; no topics.
     """
     binary = broker_bin()
     temporary = root is None
@@ -107,15 +130,20 @@ def start(root: str | None = None, *, port: int | None = None, topics: Iterable[
     os.makedirs(root, exist_ok=True)
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    proc = launch([binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                   "--storage-engine", "memory://tansu/"], root, KafkaBroker.pid_name, temporary_dir=temporary)
-    broker = KafkaBroker(bootstrap=f"127.0.0.1:{port}", root=root, pid=proc.pid, proc=proc, temporary=temporary)
+    advertised = f"127.0.0.1:{advertised_port or port}"
+    proc = launch([binary, "broker", "--listener-url", url, "--advertised-listener-url", f"tcp://{advertised}",
+                   "--storage-engine", "memory://tansu/", *(["--authentication"] if authentication else [])],
+                  root, KafkaBroker.pid_name, temporary_dir=temporary)
+    broker = KafkaBroker(bootstrap=advertised, root=root, pid=proc.pid, proc=proc, temporary=temporary,
+                         client=dict(client or {}))
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"tansu exited with {proc.returncode}; see {root}/tansu.log")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            if _answers(broker.bootstrap):
+            if authentication and _log_says_ready(root):
+                return broker
+            if not authentication and _answers(broker.bootstrap, broker.client):
                 break
         if time.monotonic() > deadline:
             broker.kill()
@@ -123,6 +151,57 @@ def start(root: str | None = None, *, port: int | None = None, topics: Iterable[
         time.sleep(0.05)
     broker.create_topics(topics, partitions)
     return broker
+
+
+@dataclass
+class TlsKafka:
+    """Tansu behind a TLS-terminating proxy (influx_sink_tools.tls_proxy): ``bootstrap`` is the
+    proxy, which the broker also advertises, so clients reach the broker over TLS only."""
+
+    broker: KafkaBroker
+    proxy: TlsProxy
+    pki: Pki
+    temporary_dir: str | None = None  # made by start_tls (no root): removed by stop()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def create_topics(self, names: Iterable[str], partitions: int = 3) -> None:
+        self.broker.create_topics(names, partitions)
+
+    def stop(self) -> None:
+        self.broker.stop()
+        self.proxy.stop()
+        if self.temporary_dir:
+            import shutil
+
+            shutil.rmtree(self.temporary_dir, ignore_errors=True)
+
+
+def start_tls(root: str | None = None, *, require_client_cert: bool = False, topics: Iterable[str] = (),
+              partitions: int = 3) -> TlsKafka:
+    """Tansu on a loopback port and a TLS proxy in front of it; certificates made under ``root``/pki.
+
+    With ``require_client_cert`` the proxy accepts only clients presenting a certificate signed by
+    the test CA (mutual TLS).
+    """
+    from influx_sink_tools.tls_proxy import Pki, TlsProxy
+
+    folder = root or make_temporary_dir("tansu-tls-")
+    pki = Pki.create(os.path.join(folder, "pki"))
+    port, proxy_port = free_port(), free_port()
+    proxy = TlsProxy(proxy_port, ("127.0.0.1", port), pki, require_client_cert=require_client_cert).start()
+    client: dict[str, Any] = {"security_protocol": "SSL", "ssl_cafile": pki.ca}
+    if require_client_cert:
+        client.update(ssl_certfile=pki.client_cert, ssl_keyfile=pki.client_key)
+    try:
+        broker = start(os.path.join(folder, "broker"), port=port, topics=topics, partitions=partitions,
+                       advertised_port=proxy_port, client=client)
+    except BaseException:
+        proxy.stop()
+        raise
+    return TlsKafka(broker, proxy, pki, None if root else folder)
 
 
 def main(argv: list[str] | None = None) -> int:

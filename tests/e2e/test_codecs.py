@@ -6,7 +6,8 @@ batches carry the xerial framing the Java client writes (librdkafka writes raw s
 the runner must read both, and the test checks which framing each producer wrote. Before the
 runner runs, a consumer without the codec is shown to fail on the topic with
 ``UnsupportedCodecError``, so the broker really serves batches compressed with that codec, not
-batches it stored uncompressed.
+batches it stored uncompressed. The runner reads them with either backend (librdkafka and
+kafka-python).
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ CASES = [("librdkafka", "gzip"), ("librdkafka", "snappy"), ("librdkafka", "lz4")
          ("kafka-python", "snappy")]
 
 
+@pytest.mark.parametrize("backend", ["librdkafka", "kafka-python"], ids=lambda b: f"runner-{b}")
 @pytest.mark.parametrize(("producer", "codec"), CASES, ids=[f"{p}-{c}" for p, c in CASES])
-def test_compressed_records_all_arrive(producer, codec, kafka, influx, db, topic, start_runner, monkeypatch):
+def test_compressed_records_all_arrive(producer, codec, backend, kafka, influx, db, topic, start_runner, monkeypatch):
     values = _values()
     produce = _produce_librdkafka if producer == "librdkafka" else _produce_kafka_python
     sent = produce(kafka.bootstrap, topic, values, codec)
@@ -138,7 +140,7 @@ def test_compressed_records_all_arrive(producer, codec, kafka, influx, db, topic
 
     group = unique("g-")
     runner = start_runner(topic, group, runner_env(influx.url, db, KCQL.format(m="readings", topic=topic)),
-                          "--until-idle", "1", cli=True)
+                          "--until-idle", "1", "--backend", backend, cli=True)
     assert runner.wait() == 0, runner.log()
     rows = stored(influx, db, "readings")
     assert coordinates(rows) == sorted(sent)
@@ -153,7 +155,7 @@ def test_compressed_records_all_arrive(producer, codec, kafka, influx, db, topic
 def test_a_codec_that_is_not_installed_stops_the_runner_with_what_to_install(kafka, topic, monkeypatch):
     from kafka import codec
 
-    from influx_sink_tools.consume import ConsumeError, Options, Runner
+    from influx_sink_tools.consume import Backend, ConsumeError, Options, Runner
 
     _produce_librdkafka(kafka.bootstrap, topic, _values()[:6], "snappy")
     monkeypatch.setattr(codec, "has_snappy", lambda: False)  # a runner installed without its extra
@@ -163,8 +165,9 @@ def test_a_codec_that_is_not_installed_stops_the_runner_with_what_to_install(kaf
         handled.append(event)
         return {}
 
+    # kafka-python's codecs are Python packages that may be missing; librdkafka has them built in.
     runner = Runner(Options(kafka.bootstrap, [topic], unique("g-"), until_idle=5, session_timeout_ms=2000,
-                            progress=False), handler)
+                            progress=False, backend=Backend.KAFKA_PYTHON), handler)
     with pytest.raises(ConsumeError) as raised:
         runner.run()
     assert "snappy" in str(raised.value)

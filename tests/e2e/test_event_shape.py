@@ -85,7 +85,11 @@ def test_an_identifier_not_in_the_batch_retries_the_whole_batch(kafka, topic):
     runner = Runner(options(kafka, [topic], retry_backoff_ms=10, max_retries=3), handler)
     run_in_thread(runner).join(60)
     assert len(events) >= 2
-    assert events[1] == events[0]  # the same records again, as Lambda does
+    # The same records again, as Lambda does: every partition of the first batch from its first
+    # record (a partition whose records were fetched only after the first batch was cut may join
+    # the retried one; librdkafka delivers partitions as their fetches arrive).
+    for name, group in events[0]["records"].items():
+        assert events[1]["records"][name] == group
     assert runner.stats.retries == len(events[0]["records"])  # every partition of it sought back
     assert runner.stats.acknowledged == 6
 

@@ -114,7 +114,8 @@ def test_read_uncommitted_reads_an_open_transaction(kafka, influx, db, topic, st
 
 
 TANSU_ABORTED = ("Tansu 0.6 answers every Fetch with an empty aborted_transactions list (and nothing else tells "
-                 "a consumer which batches were aborted), so kafka-python's read_committed consumer cannot skip them")
+                 "a consumer which batches were aborted), so no read_committed consumer (librdkafka or "
+                 "kafka-python) can skip them")
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=TANSU_ABORTED)
