@@ -205,7 +205,7 @@ class Settings:
         "connect.influx.retry.interval", _int(0),
         "ms between in-invocation write retries under RETRY (capped by the remaining time)", "60000")
     progress_enabled: bool = _setting("connect.progress.enabled", _bool, "log per-topic record counts", "false")
-    batch_lines: int = _setting("connect.influx.batch.lines", _int(1), "lines per write request", "5000")
+    batch_lines: int = _setting("connect.influx.batch.lines", _int(1), "most lines per write request", "5000")
     connect_timeout_ms: int = _setting("connect.influx.connect.timeout.ms", _int(1), "HTTP connect timeout", "5000")
     read_timeout_ms: int = _setting("connect.influx.read.timeout.ms", _int(1),
                                     "HTTP read timeout (also capped by the invocation's remaining time)", "30000")

@@ -4,9 +4,10 @@ The artifact is built by the Makefile as sam runs it (influx_sink_tools/lambda_s
 or the build named by INFLUX_SINK_ARTIFACT). Every top-level entry besides handler/ and kcql/ must
 belong to a distribution that pip installed for pyproject.toml's ``dependencies`` (by the
 distributions' own Requires-Dist). No module of handler/ or kcql/ may import the developer tools:
-argparse (command lines), kafka (the local runner's client) or influx_sink_tools — checked on the
-sources with ``ast``, in the artifact and in this tree, so that an import added anywhere, even one
-that only runs in a rarely taken branch, is found without running it.
+argparse (command lines), the local runner's Kafka clients (kafka, confluent_kafka) and MSK IAM
+signer, or influx_sink_tools — checked on the sources with ``ast``, in the artifact and in this tree,
+so that an import added anywhere, even one that only runs in a rarely taken branch, is found without
+running it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from influx_sink_tools import lambda_sandbox as sandbox
 from tests.conftest import ROOT
 
 FUNCTION_PACKAGES = ("handler", "kcql")
-FORBIDDEN = ("argparse", "kafka", "influx_sink_tools")
+FORBIDDEN = ("argparse", "kafka", "confluent_kafka", "aws_msk_iam_sasl_signer", "influx_sink_tools")
 # Old module paths of the tools, which must not come back into the function's package as real code.
 MOVED = ("handler.cli", "handler.consume", "handler.eventgen", "handler.decode.frame")
 # transition shim: removed when the redesign lands (these re-export the moved modules; none runs in Lambda)
