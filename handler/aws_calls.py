@@ -64,10 +64,18 @@ def call(service: str, peer: str, what: str, fn: Callable[[Any], T], *, region: 
 
     total = process_limit(CONNECT_TIMEOUT_S + READ_TIMEOUT_S, _USUAL, what)
     if total.reason == BY_DEADLINE:
-        each = max(total.seconds - _HEADROOM_S, total.seconds / 2)
-        connect = min(CONNECT_TIMEOUT_S, each)
-        read = min(READ_TIMEOUT_S, each)
-        client = make_client(service, region, endpoint, connect, read)
+        # Making a client takes time (boto3's import and service model: a second or more on a
+        # busy cold start), and its timeouts are fixed when it is made: so the time left is read
+        # again once it exists, and a client whose timeouts no longer fit is made again (faster:
+        # the model is loaded by then).
+        for _attempt in range(3):
+            each = max(total.seconds - _HEADROOM_S, total.seconds / 2)
+            connect = min(CONNECT_TIMEOUT_S, each)
+            read = min(READ_TIMEOUT_S, each)
+            client = make_client(service, region, endpoint, connect, read)
+            total = process_limit(CONNECT_TIMEOUT_S + READ_TIMEOUT_S, _USUAL, what)
+            if max(connect, read) <= total.seconds:
+                break
         reason = BY_DEADLINE
     else:
         connect, read = CONNECT_TIMEOUT_S, READ_TIMEOUT_S

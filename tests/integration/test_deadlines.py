@@ -293,6 +293,26 @@ def test_glue_connect_ends_before_the_deadline(dropped_syn, closed_port, configu
     assert "the invocation's deadline" in text
 
 
+def test_glue_connect_ends_before_the_deadline_when_making_the_client_is_slow(
+        dropped_syn, closed_port, configure, dummy_aws, monkeypatch, caplog):
+    """A busy cold start can spend a second or more making boto3's client, after the time left was
+    read: the client's timeouts must fit the time left once it exists, not before."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", f"http://127.0.0.1:{dropped_syn}")
+    configure(f"http://127.0.0.1:{closed_port}", "NOOP")
+    real, made = aws_calls.make_client, []
+
+    def slow_first(*args: Any) -> Any:
+        if not made:
+            time.sleep(1.5)
+        made.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(aws_calls, "make_client", slow_first)
+    text = run("NOOP", caplog, avro_event(glue_frame(str(uuid.uuid4()), b"\x02")))
+    assert "connect to AWS Glue timed out after" in text
+    assert len(made) >= 2, "the client made before the slow start kept timeouts that no longer fit"
+
+
 def test_glue_read_ends_before_the_deadline(hanging_server, closed_port, configure, dummy_aws, monkeypatch, caplog):
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", f"http://127.0.0.1:{hanging_server}")
     configure(f"http://127.0.0.1:{closed_port}", "NOOP")
