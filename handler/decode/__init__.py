@@ -53,6 +53,8 @@ class PayloadKind(StrEnum):
 
 CONFLUENT_MAGIC = 0  # the first byte of a Confluent-framed payload
 GLUE_MAGIC = 3  # the first byte of an AWS Glue-framed payload
+CONFLUENT_HEADER = 5  # magic + 4-byte big-endian schema id
+GLUE_HEADER = 18  # magic + compression + 16-byte schema version UUID
 _FRAMED = (bytes([CONFLUENT_MAGIC]), bytes([GLUE_MAGIC]))  # as ``data[:1]``, which is b"" when empty
 
 _std_loads = json.loads
@@ -213,7 +215,7 @@ class Decoder:
             raise RecordError(f"{what} is not framed Protobuf: the first byte is {shown}, expected 0x00 "
                               "(Confluent) or 0x03 (AWS Glue)", FailureKind.DECODE)
         if data[0] == CONFLUENT_MAGIC:
-            from handler.decode.avro import CONFLUENT_HEADER, confluent_id
+            from handler.decode.avro import confluent_id
 
             schema_id = confluent_id(data, what)
             schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
@@ -235,7 +237,7 @@ class Decoder:
         return self._glue_framed(data, what)
 
     def _confluent_framed(self, data: bytes, what: str) -> Any:
-        from handler.decode.avro import CONFLUENT_HEADER, confluent_id
+        from handler.decode.avro import confluent_id
 
         schema_id = confluent_id(data, what)
         return self._confluent_registry(what, schema_id).schema(schema_id, what).read(

@@ -28,12 +28,11 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import SchemaParseException
 
+from handler.decode import CONFLUENT_HEADER, GLUE_HEADER
 from handler.errors import FailureKind, RecordError
 
 GLUE_COMPRESSION_NONE = 0
 GLUE_COMPRESSION_ZLIB = 5
-CONFLUENT_HEADER = 5  # magic + 4-byte big-endian schema id
-GLUE_HEADER = 18  # magic + compression + 16-byte schema version UUID
 
 # Everything fastavro raises on bytes that are not a record of the schema (measured with fuzzed
 # payloads: EOFError for truncation, IndexError for bad union/enum indexes, UnicodeDecodeError
