@@ -35,7 +35,7 @@ from handler.records import KafkaRecord, describe
 
 if TYPE_CHECKING:
     from handler.decode.avro import Schema
-    from handler.decode.registry import ConfluentRegistry, GlueRegistry
+    from handler.decode.registry import ConfluentRegistry, GlueRegistry, RegistrySchema
     from handler.settings import Settings
 
 
@@ -60,6 +60,7 @@ _FRAMED = (bytes([CONFLUENT_MAGIC]), bytes([GLUE_MAGIC]))  # as ``data[:1]``, wh
 _std_loads = json.loads
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _fast_decode: Callable[[bytes], Any] | None = None
+FramedReader = Callable[[bytes, str], Any]  # (a whole framed payload, "value"/"key") → the decoded value
 
 
 def _load_fast() -> Callable[[bytes], Any]:
@@ -123,6 +124,8 @@ class Decoder:
         self._glue_region = glue_region
         self._confluent: ConfluentRegistry | None = None
         self._glue: GlueRegistry | None = None
+        self._framed_readers: dict[bytes, FramedReader] = {}  # payload header → its schema's reader
+        self._protobuf_readers: dict[bytes, FramedReader] = {}  # the same, Protobuf schemas only
         self.value_schema = _setting_schema(value_schema, "connect.influx.value.avro.schema")
         self.key_schema = _setting_schema(key_schema, "connect.influx.key.avro.schema")
         # ``auto`` with no unframed-Avro schema: a value without event-source metadata that is not
@@ -214,40 +217,55 @@ class Decoder:
             shown = f"0x{data[0]:02x}" if data else "nothing (empty payload)"
             raise RecordError(f"{what} is not framed Protobuf: the first byte is {shown}, expected 0x00 "
                               "(Confluent) or 0x03 (AWS Glue)", FailureKind.DECODE)
+        head = data[:CONFLUENT_HEADER] if data[0] == CONFLUENT_MAGIC else data[:GLUE_HEADER]
+        reader = self._protobuf_readers.get(head)
+        if reader is None:
+            schema, reader = self._new_reader(data, what)
+            if schema.text_format != "PROTOBUF":
+                raise RecordError(f"{what}: {schema.label} is not a Protobuf schema (its type is "
+                                  f"{schema.text_format}; connect.influx.{what}.format is protobuf)",
+                                  FailureKind.DECODE)
+            self._protobuf_readers[head] = reader
+        return reader(data, what)
+
+    def _framed(self, data: bytes, what: str) -> Any:
+        """A payload behind a producer's framing, told by its first byte (one of ``_FRAMED``).
+
+        A registry schema never changes meaning, so the reader of a header's schema is kept by
+        the header's bytes (magic and schema id, or magic, compression and version id): past the
+        first record of a schema, a record costs a slice, a dict look-up and its schema's reader."""
+        head = data[:CONFLUENT_HEADER] if data[0] == CONFLUENT_MAGIC else data[:GLUE_HEADER]
+        reader = self._framed_readers.get(head)
+        if reader is None:
+            reader = self._new_reader(data, what)[1]
+        return reader(data, what)
+
+    def _new_reader(self, data: bytes, what: str) -> tuple[RegistrySchema, FramedReader]:
+        """The schema a framed payload names (fetched from its registry) and its reader of whole
+        payloads, kept by the payload's header; the record's error if the header or the schema is bad."""
         if data[0] == CONFLUENT_MAGIC:
             from handler.decode.avro import confluent_id
 
             schema_id = confluent_id(data, what)
             schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
-            body: bytes | memoryview = memoryview(data)[CONFLUENT_HEADER:]
+            reader = _payload_reader(schema, CONFLUENT_HEADER)
+            self._framed_readers[data[:CONFLUENT_HEADER]] = reader
+            return schema, reader
+        from handler.decode.avro import GLUE_COMPRESSION_NONE, glue_header
+
+        version_id, _ = glue_header(data, what)  # checks the header (length, compression byte)
+        schema = self._glue_registry().schema(version_id, what)
+        if data[1] == GLUE_COMPRESSION_NONE:
+            reader = _payload_reader(schema, GLUE_HEADER)
         else:
-            from handler.decode.avro import glue_header
+            read = schema.read
 
-            version_id, body = glue_header(data, what)
-            schema = self._glue_registry().schema(version_id, what)
-        if schema.text_format != "PROTOBUF":
-            raise RecordError(f"{what}: {schema.label} is not a Protobuf schema (its type is {schema.text_format}; "
-                              f"connect.influx.{what}.format is protobuf)", FailureKind.DECODE)
-        return schema.read(body, what)
+            def inflated(data: bytes, what: str) -> Any:
+                return read(glue_header(data, what)[1], what)
 
-    def _framed(self, data: bytes, what: str) -> Any:
-        """Avro behind a producer's framing, told by its first byte (one of ``_FRAMED``)."""
-        if data[0] == CONFLUENT_MAGIC:
-            return self._confluent_framed(data, what)
-        return self._glue_framed(data, what)
-
-    def _confluent_framed(self, data: bytes, what: str) -> Any:
-        from handler.decode.avro import confluent_id
-
-        schema_id = confluent_id(data, what)
-        return self._confluent_registry(what, schema_id).schema(schema_id, what).read(
-            memoryview(data)[CONFLUENT_HEADER:], what)
-
-    def _glue_framed(self, data: bytes, what: str) -> Any:
-        from handler.decode.avro import glue_header
-
-        version_id, body = glue_header(data, what)
-        return self._glue_registry().schema(version_id, what).read(body, what)
+            reader = inflated
+        self._framed_readers[data[:GLUE_HEADER]] = reader
+        return schema, reader
 
     def _event_source_decoded(self, data: bytes, what: str, meta: Any, schema: Schema | None) -> Any:
         """``valueSchemaMetadata`` present: the event source validated the record against its registry.
@@ -306,6 +324,20 @@ class Decoder:
 
             self._glue = GlueRegistry(self._glue_region)
         return self._glue
+
+
+def _payload_reader(schema: RegistrySchema, start: int) -> FramedReader:
+    """A schema's reader of whole payloads whose body begins at ``start``: its own when it has
+    one (Protobuf's, which also reads the message indexes there), else its ``read`` of the body."""
+    own: Callable[[int], FramedReader] | None = getattr(schema, "framed_reader", None)
+    if own is not None:
+        return own(start)
+    read = schema.read
+
+    def body(data: bytes, what: str) -> Any:
+        return read(memoryview(data)[start:], what)
+
+    return body
 
 
 def _json_document(data: bytes, what: str, envelope: bool) -> Any:

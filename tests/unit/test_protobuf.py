@@ -407,3 +407,32 @@ def test_a_confluent_decimal_is_exact():
     value = schema.read(b"\x00" + msg.SerializeToString(), "value")
     assert value == {"amount": Decimal("-10000000000000000000000000000000000000.007")}
     assert str(value["amount"]) == "-10000000000000000000000000000000000000.007"
+
+
+def test_a_decoders_kept_reader_reads_any_index_list_and_names_key_or_value(classes, monkeypatch):
+    """The whole-payload reader a decoder keeps per schema id: the first message type's records
+    (index byte 0) read straight, every other index list through the schema; a reader built on
+    a value's record names the key in a key's error, and a header alone is a truncated index."""
+    from handler.decode import Decoder, PayloadKind
+    from handler.decode import registry as registry_mod
+    from influx_sink_tools.framing import confluent_frame
+
+    monkeypatch.setitem(registry_mod._confluent_cache, "http://sr.invalid", {9: _schema(classes)})
+    dec = Decoder(registry_url="http://sr.invalid")
+
+    def frame(indexes: list[int], body: bytes) -> bytes:
+        return confluent_frame(9, confluent_protobuf_body(indexes, body))
+
+    for kind in (PayloadKind.AUTO, PayloadKind.PROTOBUF):
+        msg = classes["plant.v1.Reading"](device="d")
+        assert dec.decode(frame([0], msg.SerializeToString()), kind, "value")["device"] == "d"
+        inner = classes["plant.v1.Reading.Location.Inner"](floor=7)
+        assert dec.decode(frame([0, 0, 0], inner.SerializeToString()), kind, "key") == {"floor": 7}
+        with pytest.raises(RecordError, match=r"^key is not valid Protobuf for schema id 9 \(plant.v1.Reading\): "):
+            dec.decode(frame([0], b"\xff"), kind, "key")
+        with pytest.raises(RecordError, match=r"^value is not valid Protobuf for schema id 9 "
+                                              r"\(plant.v1.Reading.Location.Inner\): "):
+            dec.decode(frame([0, 0, 0], b"\xff"), kind, "value")
+        with pytest.raises(RecordError, match=r"^value is not valid Protobuf for schema id 9: its message index "
+                                              r"is truncated"):
+            dec.decode(confluent_frame(9, b""), kind, "value")
