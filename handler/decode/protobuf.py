@@ -605,6 +605,12 @@ def converter(root: Descriptor) -> Callable[[Message], Any]:
                 return [f"d[{key}] = list({attr})" if vx == "i" else f"d[{key}] = [{vx} for i in {attr}]"]
             return (["ls = []", f"for i in {attr}:"] + ["    " + s for s in stmts]
                     + [f"    ls.append({vx})", f"d[{key}] = ls"])
+        if f.has_presence and f.message_type is None and not f.default_value:
+            # A scalar or enum whose unset value is falsy: a truthy value is set, and only a falsy
+            # one asks upb (HasField, which finds the field by name, costs several attribute reads).
+            stmts, vx = single(f, "p")
+            return [f"p = {attr}", f"if p or m.HasField({f.name!r}):"] + [
+                "    " + line for line in [*stmts, f"d[{key}] = {vx}"]]
         stmts, vx = single(f, attr)
         lines = [*stmts, f"d[{key}] = {vx}"]
         if f.has_presence:
