@@ -17,8 +17,10 @@ the kind forced in settings (``connect.influx.value.format`` / ``key.format``):
   Protobuf one (``handler.decode.protobuf``, imported only then); in ``auto`` the same frames
   are told apart by the schema the registry returns (Avro, JSON or Protobuf).
 
-Plain JSON is handled here; Connect envelopes, Avro and the registries live in their own modules,
-imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~250 ms at import).
+Plain JSON and the framing (Confluent's and Glue's headers) are handled here; Connect envelopes,
+Avro, Protobuf and the registries live in their own modules, imported only when a payload or a
+setting needs them (fastavro ~60 ms, boto3 ~250 ms at import; a Protobuf payload never imports
+fastavro).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ CONFLUENT_MAGIC = 0  # the first byte of a Confluent-framed payload
 GLUE_MAGIC = 3  # the first byte of an AWS Glue-framed payload
 CONFLUENT_HEADER = 5  # magic + 4-byte big-endian schema id
 GLUE_HEADER = 18  # magic + compression + 16-byte schema version UUID
+GLUE_COMPRESSION_NONE = 0
+GLUE_COMPRESSION_ZLIB = 5
 _FRAMED = (bytes([CONFLUENT_MAGIC]), bytes([GLUE_MAGIC]))  # as ``data[:1]``, which is b"" when empty
 
 _std_loads = json.loads
@@ -244,15 +248,11 @@ class Decoder:
         """The schema a framed payload names (fetched from its registry) and its reader of whole
         payloads, kept by the payload's header; the record's error if the header or the schema is bad."""
         if data[0] == CONFLUENT_MAGIC:
-            from handler.decode.avro import confluent_id
-
             schema_id = confluent_id(data, what)
             schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
             reader = _payload_reader(schema, CONFLUENT_HEADER)
             self._framed_readers[data[:CONFLUENT_HEADER]] = reader
             return schema, reader
-        from handler.decode.avro import GLUE_COMPRESSION_NONE, glue_header
-
         version_id, _ = glue_header(data, what)  # checks the header (length, compression byte)
         schema = self._glue_registry().schema(version_id, what)
         if data[1] == GLUE_COMPRESSION_NONE:
@@ -324,6 +324,37 @@ class Decoder:
 
             self._glue = GlueRegistry(self._glue_region)
         return self._glue
+
+
+def confluent_id(data: bytes, what: str) -> int:
+    """The schema id of a Confluent-framed payload (magic byte 0 checked by the caller)."""
+    if len(data) < CONFLUENT_HEADER:
+        raise RecordError(f"{what} is truncated: {len(data)} byte(s), but Confluent framing needs a "
+                          "5-byte header (magic byte 0 and a 4-byte schema id)", FailureKind.DECODE)
+    return int.from_bytes(data[1:CONFLUENT_HEADER], "big")
+
+
+def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
+    """(schema version id, body) of a Glue-framed payload, the body inflated when compressed."""
+    if len(data) < GLUE_HEADER:
+        raise RecordError(f"{what} is truncated: {len(data)} byte(s), but AWS Glue framing needs an "
+                          "18-byte header (3, compression byte, 16-byte schema version id)", FailureKind.DECODE)
+    import uuid
+    import zlib
+
+    compression = data[1]
+    version_id = str(uuid.UUID(bytes=bytes(data[2:GLUE_HEADER])))
+    body = memoryview(data)[GLUE_HEADER:]
+    if compression == GLUE_COMPRESSION_ZLIB:
+        try:
+            return version_id, zlib.decompress(body)
+        except zlib.error as err:
+            raise RecordError(f"{what} is not valid zlib data (AWS Glue compression byte 5): {err}",
+                              FailureKind.DECODE) from None
+    if compression != GLUE_COMPRESSION_NONE:
+        raise RecordError(f"{what} has AWS Glue compression byte {compression}; known: 0 (none), "
+                          "5 (zlib)", FailureKind.DECODE)
+    return version_id, body
 
 
 def _payload_reader(schema: RegistrySchema, start: int) -> FramedReader:

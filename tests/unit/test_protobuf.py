@@ -315,6 +315,22 @@ def test_json_and_avro_users_never_import_protobuf():
     assert out.stdout.strip() == "[]"
 
 
+def test_protobuf_users_never_import_fastavro():
+    """Framing and the registries read a Protobuf payload without the Avro reader (fastavro)."""
+    code = ("import sys, base64\n"
+            "from handler.decode import Decoder, registry\n"
+            "from handler.records import KafkaRecord\n"
+            "text = 'syntax = \"proto3\"; message M { int32 x = 1; }'\n"
+            "schema = registry._build_protobuf(text, 'schema id 1', True)\n"
+            "registry._confluent_cache['http://sr.invalid'] = {1: schema}\n"
+            "payload = b'\\x00' + (1).to_bytes(4, 'big') + b'\\x00\\x08\\x05'\n"
+            "value = Decoder(registry_url='http://sr.invalid').value(\n"
+            "    KafkaRecord('t', 0, 0, 0, None, base64.b64encode(payload).decode(), None, None, None))\n"
+            "print(value, sorted(m for m in sys.modules if m.startswith('fastavro')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "{'x': 5} []"
+
+
 def test_the_mapping_writes_protobuf_records_as_documented(classes, monkeypatch):
     """Through the compiled KCQL: flattened names, map keys as text, an empty list writes nothing,
     a Timestamp is the point's time to the nanosecond whatever TIMESTAMPUNIT says, as a field its
