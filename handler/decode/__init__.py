@@ -359,14 +359,17 @@ def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
 
 def _payload_reader(schema: RegistrySchema, start: int) -> FramedReader:
     """A schema's reader of whole payloads whose body begins at ``start``: its own when it has
-    one (Protobuf's, which also reads the message indexes there), else its ``read`` of the body."""
+    one (Protobuf's, which also reads the message indexes there), else its ``read`` of the body.
+    The body is a bytes slice: ``io.BytesIO`` shares a bytes object but copies a memoryview, and
+    the slice costs less than the memoryview (measured: 0.2 µs against 0.8 µs for BytesIO of a
+    75-byte body)."""
     own: Callable[[int], FramedReader] | None = getattr(schema, "framed_reader", None)
     if own is not None:
         return own(start)
     read = schema.read
 
     def body(data: bytes, what: str) -> Any:
-        return read(memoryview(data)[start:], what)
+        return read(data[start:], what)
 
     return body
 

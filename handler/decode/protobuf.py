@@ -374,7 +374,7 @@ class ProtobufSchema:
         tops = self.file.message_types_by_name
         if not (self._confluent and tops):
             def indexed(data: bytes, what: str) -> Any:
-                return read(memoryview(data)[start:], what)
+                return read(data[start:], what)
 
             return indexed
         desc = next(iter(tops.values()))
@@ -388,7 +388,7 @@ class ProtobufSchema:
                     return convert(parse(data[at:]))
                 except (DecodeError, BadValue) as err:
                     raise _invalid(what, failure, err) from None
-            return read(memoryview(data)[start:], what)
+            return read(data[start:], what)
 
         return confluent
 
