@@ -40,8 +40,7 @@ def confluent_frame(schema_id: int, body: bytes) -> bytes:
 
 def glue_frame(version_id: str, body: bytes, compress: bool = False) -> bytes:
     """``body`` behind AWS Glue's header: magic byte, compression byte, the schema version's 16 UUID bytes."""
-    from handler.decode import GLUE_MAGIC
-    from handler.decode.avro import GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB
+    from handler.decode import GLUE_COMPRESSION_NONE, GLUE_COMPRESSION_ZLIB, GLUE_MAGIC
 
     comp = GLUE_COMPRESSION_ZLIB if compress else GLUE_COMPRESSION_NONE
     return bytes([GLUE_MAGIC, comp]) + uuid.UUID(version_id).bytes + (zlib.compress(body) if compress else body)

@@ -19,8 +19,10 @@ the kind forced in settings (``connect.influx.value.format`` / ``key.format``):
 - ``lineprotocol`` (values only): the points of the UTF-8 text, a list of
   ``handler.lineproto.ParsedLine`` (one per line; blank and comment lines skipped).
 
-Plain JSON is handled here; Connect envelopes, Avro and the registries live in their own modules,
-imported only when a payload or a setting needs them (fastavro ~60 ms, boto3 ~250 ms at import).
+Plain JSON and the framing (Confluent's and Glue's headers) are handled here; Connect envelopes,
+Avro, Protobuf and the registries live in their own modules, imported only when a payload or a
+setting needs them (fastavro ~60 ms, boto3 ~250 ms at import; a Protobuf payload never imports
+fastavro).
 """
 
 from __future__ import annotations
@@ -56,12 +58,17 @@ class PayloadKind(StrEnum):
 
 CONFLUENT_MAGIC = 0  # the first byte of a Confluent-framed payload
 GLUE_MAGIC = 3  # the first byte of an AWS Glue-framed payload
+CONFLUENT_HEADER = 5  # magic + 4-byte big-endian schema id
+GLUE_HEADER = 18  # magic + compression + 16-byte schema version UUID
+GLUE_COMPRESSION_NONE = 0
+GLUE_COMPRESSION_ZLIB = 5
 _FRAMED = (bytes([CONFLUENT_MAGIC]), bytes([GLUE_MAGIC]))  # as ``data[:1]``, which is b"" when empty
 _CONFLUENT = _FRAMED[0]
 
 _std_loads = json.loads
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _fast_decode: Callable[[bytes], Any] | None = None
+FramedReader = Callable[[bytes, str], Any]  # (a whole framed payload, "value"/"key") → the decoded value
 
 
 def _load_fast() -> Callable[[bytes], Any]:
@@ -128,15 +135,16 @@ class Decoder:
         self._glue_region = glue_region
         self._confluent: ConfluentRegistry | None = None
         self._glue: GlueRegistry | None = None
+        self._framed_readers: dict[bytes, FramedReader] = {}  # payload header → its schema's reader
+        self._protobuf_readers: dict[bytes, FramedReader] = {}  # the same, Protobuf schemas only
         self.value_schema = _setting_schema(value_schema, "connect.influx.value.avro.schema")
         self.key_schema = _setting_schema(key_schema, "connect.influx.key.avro.schema")
         # ``auto`` with no unframed-Avro schema: a value without event-source metadata that is not
         # framed Avro is JSON (the common case, taken straight in ``value``).
         self._plain_json_value = self.value_kind is PayloadKind.AUTO and self.value_schema is None
-        # The Confluent schemas met so far, by the 4 id bytes of the framing: a framed value whose id
-        # is known is read straight in ``value`` (the registry keeps a schema for good once fetched).
+        # A framed value whose header's reader is kept (``_framed_readers``) is read straight in
+        # ``value`` (the registry keeps a schema for good once fetched).
         self._framed_value = self.value_kind in (PayloadKind.AUTO, PayloadKind.AVRO) and self.value_schema is None
-        self._by_confluent_id: dict[bytes, RegistrySchema] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Decoder:
@@ -158,13 +166,12 @@ class Decoder:
             head = data[:1]
             if self._plain_json_value and head not in _FRAMED:
                 return _json_document(data, "value", True)  # what ``decode`` gives for it
-            if head == _CONFLUENT and self._framed_value:
-                # What ``_confluent_framed`` does once the id is known, without its calls and imports:
-                # the 5-byte header (avro.CONFLUENT_HEADER) is magic and id; a shorter payload has
-                # fewer than 4 id bytes, is never found, and goes on to its error below.
-                schema = self._by_confluent_id.get(data[1:5])
-                if schema is not None:
-                    return schema.read(memoryview(data)[5:], "value")
+            if head in _FRAMED and self._framed_value:
+                # What ``_framed`` does once the header's schema is known, without its calls: a
+                # payload shorter than its header is never found, and goes on to its error below.
+                reader = self._framed_readers.get(data[:CONFLUENT_HEADER] if head == _CONFLUENT else data[:GLUE_HEADER])
+                if reader is not None:
+                    return reader(data, "value")
         return self.decode(data, self.value_kind, "value", record.value_schema, self.value_schema)
 
     def key(self, record: KafkaRecord) -> Any:
@@ -234,41 +241,51 @@ class Decoder:
             shown = f"0x{data[0]:02x}" if data else "nothing (empty payload)"
             raise RecordError(f"{what} is not framed Protobuf: the first byte is {shown}, expected 0x00 "
                               "(Confluent) or 0x03 (AWS Glue)", FailureKind.DECODE)
-        if data[0] == CONFLUENT_MAGIC:
-            from handler.decode.avro import CONFLUENT_HEADER, confluent_id
-
-            schema_id = confluent_id(data, what)
-            schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
-            body: bytes | memoryview = memoryview(data)[CONFLUENT_HEADER:]
-        else:
-            from handler.decode.avro import glue_header
-
-            version_id, body = glue_header(data, what)
-            schema = self._glue_registry().schema(version_id, what)
-        if schema.text_format != "PROTOBUF":
-            raise RecordError(f"{what}: {schema.label} is not a Protobuf schema (its type is {schema.text_format}; "
-                              f"connect.influx.{what}.format is protobuf)", FailureKind.DECODE)
-        return schema.read(body, what)
+        head = data[:CONFLUENT_HEADER] if data[0] == CONFLUENT_MAGIC else data[:GLUE_HEADER]
+        reader = self._protobuf_readers.get(head)
+        if reader is None:
+            schema, reader = self._new_reader(data, what)
+            if schema.text_format != "PROTOBUF":
+                raise RecordError(f"{what}: {schema.label} is not a Protobuf schema (its type is "
+                                  f"{schema.text_format}; connect.influx.{what}.format is protobuf)",
+                                  FailureKind.DECODE)
+            self._protobuf_readers[head] = reader
+        return reader(data, what)
 
     def _framed(self, data: bytes, what: str) -> Any:
-        """Avro behind a producer's framing, told by its first byte (one of ``_FRAMED``)."""
+        """A payload behind a producer's framing, told by its first byte (one of ``_FRAMED``).
+
+        A registry schema never changes meaning, so the reader of a header's schema is kept by
+        the header's bytes (magic and schema id, or magic, compression and version id): past the
+        first record of a schema, a record costs a slice, a dict look-up and its schema's reader."""
+        head = data[:CONFLUENT_HEADER] if data[0] == CONFLUENT_MAGIC else data[:GLUE_HEADER]
+        reader = self._framed_readers.get(head)
+        if reader is None:
+            reader = self._new_reader(data, what)[1]
+        return reader(data, what)
+
+    def _new_reader(self, data: bytes, what: str) -> tuple[RegistrySchema, FramedReader]:
+        """The schema a framed payload names (fetched from its registry) and its reader of whole
+        payloads, kept by the payload's header; the record's error if the header or the schema is bad."""
         if data[0] == CONFLUENT_MAGIC:
-            return self._confluent_framed(data, what)
-        return self._glue_framed(data, what)
+            schema_id = confluent_id(data, what)
+            schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
+            reader = _payload_reader(schema, CONFLUENT_HEADER)
+            self._framed_readers[data[:CONFLUENT_HEADER]] = reader
+            return schema, reader
+        version_id, _ = glue_header(data, what)  # checks the header (length, compression byte)
+        schema = self._glue_registry().schema(version_id, what)
+        if data[1] == GLUE_COMPRESSION_NONE:
+            reader = _payload_reader(schema, GLUE_HEADER)
+        else:
+            read = schema.read
 
-    def _confluent_framed(self, data: bytes, what: str) -> Any:
-        from handler.decode.avro import CONFLUENT_HEADER, confluent_id
+            def inflated(data: bytes, what: str) -> Any:
+                return read(glue_header(data, what)[1], what)
 
-        schema_id = confluent_id(data, what)
-        schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
-        self._by_confluent_id[bytes(data[1:CONFLUENT_HEADER])] = schema
-        return schema.read(memoryview(data)[CONFLUENT_HEADER:], what)
-
-    def _glue_framed(self, data: bytes, what: str) -> Any:
-        from handler.decode.avro import glue_header
-
-        version_id, body = glue_header(data, what)
-        return self._glue_registry().schema(version_id, what).read(body, what)
+            reader = inflated
+        self._framed_readers[data[:GLUE_HEADER]] = reader
+        return schema, reader
 
     def _event_source_decoded(self, data: bytes, what: str, meta: Any, schema: Schema | None) -> Any:
         """``valueSchemaMetadata`` present: the event source validated the record against its registry.
@@ -327,6 +344,54 @@ class Decoder:
 
             self._glue = GlueRegistry(self._glue_region)
         return self._glue
+
+
+def confluent_id(data: bytes, what: str) -> int:
+    """The schema id of a Confluent-framed payload (magic byte 0 checked by the caller)."""
+    if len(data) < CONFLUENT_HEADER:
+        raise RecordError(f"{what} is truncated: {len(data)} byte(s), but Confluent framing needs a "
+                          "5-byte header (magic byte 0 and a 4-byte schema id)", FailureKind.DECODE)
+    return int.from_bytes(data[1:CONFLUENT_HEADER], "big")
+
+
+def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
+    """(schema version id, body) of a Glue-framed payload, the body inflated when compressed."""
+    if len(data) < GLUE_HEADER:
+        raise RecordError(f"{what} is truncated: {len(data)} byte(s), but AWS Glue framing needs an "
+                          "18-byte header (3, compression byte, 16-byte schema version id)", FailureKind.DECODE)
+    import uuid
+    import zlib
+
+    compression = data[1]
+    version_id = str(uuid.UUID(bytes=bytes(data[2:GLUE_HEADER])))
+    body = memoryview(data)[GLUE_HEADER:]
+    if compression == GLUE_COMPRESSION_ZLIB:
+        try:
+            return version_id, zlib.decompress(body)
+        except zlib.error as err:
+            raise RecordError(f"{what} is not valid zlib data (AWS Glue compression byte 5): {err}",
+                              FailureKind.DECODE) from None
+    if compression != GLUE_COMPRESSION_NONE:
+        raise RecordError(f"{what} has AWS Glue compression byte {compression}; known: 0 (none), "
+                          "5 (zlib)", FailureKind.DECODE)
+    return version_id, body
+
+
+def _payload_reader(schema: RegistrySchema, start: int) -> FramedReader:
+    """A schema's reader of whole payloads whose body begins at ``start``: its own when it has
+    one (Protobuf's, which also reads the message indexes there), else its ``read`` of the body.
+    The body is a bytes slice: ``io.BytesIO`` shares a bytes object but copies a memoryview, and
+    the slice costs less than the memoryview (measured: 0.2 µs against 0.8 µs for BytesIO of a
+    75-byte body)."""
+    own: Callable[[int], FramedReader] | None = getattr(schema, "framed_reader", None)
+    if own is not None:
+        return own(start)
+    read = schema.read
+
+    def body(data: bytes, what: str) -> Any:
+        return read(data[start:], what)
+
+    return body
 
 
 def _json_document(data: bytes, what: str, envelope: bool) -> Any:

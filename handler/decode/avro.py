@@ -21,19 +21,12 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
-import zlib
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import SchemaParseException
 
 from handler.errors import FailureKind, RecordError
-
-GLUE_COMPRESSION_NONE = 0
-GLUE_COMPRESSION_ZLIB = 5
-CONFLUENT_HEADER = 5  # magic + 4-byte big-endian schema id
-GLUE_HEADER = 18  # magic + compression + 16-byte schema version UUID
 
 # Everything fastavro raises on bytes that are not a record of the schema (measured with fuzzed
 # payloads: EOFError for truncation, IndexError for bad union/enum indexes, UnicodeDecodeError
@@ -204,31 +197,3 @@ def load_setting(text: str, key: str) -> Schema:
                                 f"({err.strerror})") from None
         label = f"{key} ({text.strip()})"
     return parse(stripped, label)
-
-
-def confluent_id(data: bytes, what: str) -> int:
-    """The schema id of a Confluent-framed payload (magic byte 0 checked by the caller)."""
-    if len(data) < CONFLUENT_HEADER:
-        raise RecordError(f"{what} is truncated: {len(data)} byte(s), but Confluent framing needs a "
-                          "5-byte header (magic byte 0 and a 4-byte schema id)", FailureKind.DECODE)
-    return int.from_bytes(data[1:CONFLUENT_HEADER], "big")
-
-
-def glue_header(data: bytes, what: str) -> tuple[str, bytes | memoryview]:
-    """(schema version id, body) of a Glue-framed payload, the body inflated when compressed."""
-    if len(data) < GLUE_HEADER:
-        raise RecordError(f"{what} is truncated: {len(data)} byte(s), but AWS Glue framing needs an "
-                          "18-byte header (3, compression byte, 16-byte schema version id)", FailureKind.DECODE)
-    compression = data[1]
-    version_id = str(uuid.UUID(bytes=bytes(data[2:GLUE_HEADER])))
-    body = memoryview(data)[GLUE_HEADER:]
-    if compression == GLUE_COMPRESSION_ZLIB:
-        try:
-            return version_id, zlib.decompress(body)
-        except zlib.error as err:
-            raise RecordError(f"{what} is not valid zlib data (AWS Glue compression byte 5): {err}",
-                              FailureKind.DECODE) from None
-    if compression != GLUE_COMPRESSION_NONE:
-        raise RecordError(f"{what} has AWS Glue compression byte {compression}; known: 0 (none), "
-                          "5 (zlib)", FailureKind.DECODE)
-    return version_id, body

@@ -328,7 +328,8 @@ def _synthetic_name(field_name: str, taken: set[str]) -> str:
 # ---------------------------------------------------------------- schema objects
 
 
-Reader = Callable[[bytes | memoryview], Any]
+Reader = Callable[[bytes | memoryview, str], Any]  # (message bytes, "value"/"key") → the record shape
+FramedReader = Callable[[bytes, str], Any]  # (the whole framed payload, "value"/"key") → the record shape
 
 
 class ProtobufSchema:
@@ -360,11 +361,40 @@ class ProtobufSchema:
         else:
             index, start = _varint(body, 0, what, self.label)
             reader = self._readers.get(index) or self._reader_for(index, what)
-        return reader(body[start:])
+        return reader(body[start:], what)
+
+    def framed_reader(self, start: int) -> FramedReader:
+        """A reader of whole framed payloads whose message indexes begin at ``start`` (after the
+        registry's header), built once per schema. In Confluent framing nearly every record names
+        the first message type with the single index byte 0: that case is a length check, a byte
+        test, upb's parse and the converter, nothing looked up; any other index list goes through
+        ``read``. (The first type's class and converter are built here even if no record names it:
+        a few milliseconds, once.)"""
+        read = self.read
+        tops = self.file.message_types_by_name
+        if not (self._confluent and tops):
+            def indexed(data: bytes, what: str) -> Any:
+                return read(data[start:], what)
+
+            return indexed
+        desc = next(iter(tops.values()))
+        parse, convert = message_factory.GetMessageClass(desc).FromString, converter(desc)
+        failure = _failure_text(self.label, desc)
+        at = start + 1
+
+        def confluent(data: bytes, what: str) -> Any:
+            if len(data) > start and data[start] == 0:
+                try:
+                    return convert(parse(data[at:]))
+                except (DecodeError, BadValue) as err:
+                    raise _invalid(what, failure, err) from None
+            return read(data[start:], what)
+
+        return confluent
 
     def _reader_for(self, key: Any, what: str) -> Reader:
         desc = self._descriptor(key, what)
-        reader = make_reader(desc, f"{what} is not valid Protobuf for {self.label} ({desc.full_name})")
+        reader = make_reader(desc, _failure_text(self.label, desc))
         self._readers[key] = reader
         return reader
 
@@ -429,19 +459,29 @@ def _confluent_indexes(data: bytes | memoryview, what: str, label: str) -> tuple
 # ---------------------------------------------------------------- message → record shape
 
 
+def _failure_text(label: str, desc: Descriptor) -> str:
+    return f"is not valid Protobuf for {label} ({desc.full_name})"
+
+
+def _invalid(what: str, failure: str, err: DecodeError | BadValue) -> RecordError:
+    """The record's error for upb's refusal (DecodeError) or a value the record shape cannot carry."""
+    if isinstance(err, DecodeError):
+        return RecordError(f"{what} {failure}: {err} (truncated or corrupt payload, or written with another "
+                           "schema)", FailureKind.DECODE)
+    return RecordError(f"{what} {failure}: {err}", FailureKind.DECODE)
+
+
 def make_reader(desc: Descriptor, failure: str) -> Reader:
-    """bytes → the record shape of ``desc``'s messages; RecordError(``failure: reason``) otherwise."""
+    """(bytes, what) → the record shape of ``desc``'s messages; RecordError(``what failure: reason``)
+    otherwise."""
     parse = message_factory.GetMessageClass(desc).FromString
     convert = converter(desc)
 
-    def read(body: bytes | memoryview) -> Any:
+    def read(body: bytes | memoryview, what: str) -> Any:
         try:
             return convert(parse(body))
-        except DecodeError as err:
-            raise RecordError(f"{failure}: {err} (truncated or corrupt payload, or written with another "
-                              "schema)", FailureKind.DECODE) from None
-        except BadValue as err:
-            raise RecordError(f"{failure}: {err}", FailureKind.DECODE) from None
+        except (DecodeError, BadValue) as err:
+            raise _invalid(what, failure, err) from None
 
     return read
 
@@ -565,6 +605,12 @@ def converter(root: Descriptor) -> Callable[[Message], Any]:
                 return [f"d[{key}] = list({attr})" if vx == "i" else f"d[{key}] = [{vx} for i in {attr}]"]
             return (["ls = []", f"for i in {attr}:"] + ["    " + s for s in stmts]
                     + [f"    ls.append({vx})", f"d[{key}] = ls"])
+        if f.has_presence and f.message_type is None and not f.default_value:
+            # A scalar or enum whose unset value is falsy: a truthy value is set, and only a falsy
+            # one asks upb (HasField, which finds the field by name, costs several attribute reads).
+            stmts, vx = single(f, "p")
+            return [f"p = {attr}", f"if p or m.HasField({f.name!r}):"] + [
+                "    " + line for line in [*stmts, f"d[{key}] = {vx}"]]
         stmts, vx = single(f, attr)
         lines = [*stmts, f"d[{key}] = {vx}"]
         if f.has_presence:

@@ -34,11 +34,12 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Protocol
 
 from handler.deadline import Limit, open_socket, process_limit
-from handler.decode.avro import Schema, SchemaProblem, parse
 from handler.errors import FailureKind, NoTimeLeft, RecordError, WaitTimedOut
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor_pb2 import FileDescriptorProto
+
+    from handler.decode.avro import Schema
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def _build_protobuf(text: Any, label: str, confluent: bool,
 
 
 def _build(fmt: str | None, text: Any, label: str, named: dict[str, Any] | None = None) -> Schema:
+    from handler.decode.avro import Schema, SchemaProblem, parse  # fastavro: only for Avro and JSON schemas
+
     fmt = (fmt or "AVRO").upper()
     if fmt == "JSON":
         return Schema(None, label, "JSON")
@@ -210,6 +213,8 @@ class ConfluentRegistry:
                 raise _LookupFailed(f"{label} has a malformed reference: {ref!r}", NOT_FOUND_TTL_S) from None
             ref_label = f"{label} reference {subject} version {version}"
             doc = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/{version}", ref_label)
+            from handler.decode.avro import SchemaProblem, parse
+
             self._references(doc.get("references"), named, ref_label, depth + 1)
             if (doc.get("schemaType") or "AVRO").upper() != "AVRO":
                 raise _LookupFailed(f"{ref_label} is not an Avro schema", NOT_FOUND_TTL_S)

@@ -50,5 +50,5 @@ def test_known_schema_ids_read_the_same_as_the_full_path(registry, kind):
     for rec, payload in zip(records, payloads, strict=True):
         expected = outcome(lambda p=payload: full.decode(p, full.value_kind, "value", None, None))
         assert outcome(lambda r=rec: fast.value(r)) == expected, payload
-    assert set(fast._by_confluent_id) == {sid.to_bytes(4, "big"), other.to_bytes(4, "big")}
+    assert set(fast._framed_readers) == {b"\x00" + sid.to_bytes(4, "big"), b"\x00" + other.to_bytes(4, "big")}
     assert fast.value(records[1]) == {"a": 5, "s": "x"}

@@ -315,6 +315,22 @@ def test_json_and_avro_users_never_import_protobuf():
     assert out.stdout.strip() == "[]"
 
 
+def test_protobuf_users_never_import_fastavro():
+    """Framing and the registries read a Protobuf payload without the Avro reader (fastavro)."""
+    code = ("import sys, base64\n"
+            "from handler.decode import Decoder, registry\n"
+            "from handler.records import KafkaRecord\n"
+            "text = 'syntax = \"proto3\"; message M { int32 x = 1; }'\n"
+            "schema = registry._build_protobuf(text, 'schema id 1', True)\n"
+            "registry._confluent_cache['http://sr.invalid'] = {1: schema}\n"
+            "payload = b'\\x00' + (1).to_bytes(4, 'big') + b'\\x00\\x08\\x05'\n"
+            "value = Decoder(registry_url='http://sr.invalid').value(\n"
+            "    KafkaRecord('t', 0, 0, 0, None, base64.b64encode(payload).decode(), None, None, None))\n"
+            "print(value, sorted(m for m in sys.modules if m.startswith('fastavro')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "{'x': 5} []"
+
+
 def test_the_mapping_writes_protobuf_records_as_documented(classes, monkeypatch):
     """Through the compiled KCQL: flattened names, map keys as text, an empty list writes nothing,
     a Timestamp is the point's time to the nanosecond whatever TIMESTAMPUNIT says, as a field its
@@ -407,3 +423,32 @@ def test_a_confluent_decimal_is_exact():
     value = schema.read(b"\x00" + msg.SerializeToString(), "value")
     assert value == {"amount": Decimal("-10000000000000000000000000000000000000.007")}
     assert str(value["amount"]) == "-10000000000000000000000000000000000000.007"
+
+
+def test_a_decoders_kept_reader_reads_any_index_list_and_names_key_or_value(classes, monkeypatch):
+    """The whole-payload reader a decoder keeps per schema id: the first message type's records
+    (index byte 0) read straight, every other index list through the schema; a reader built on
+    a value's record names the key in a key's error, and a header alone is a truncated index."""
+    from handler.decode import Decoder, PayloadKind
+    from handler.decode import registry as registry_mod
+    from influx_sink_tools.framing import confluent_frame
+
+    monkeypatch.setitem(registry_mod._confluent_cache, "http://sr.invalid", {9: _schema(classes)})
+    dec = Decoder(registry_url="http://sr.invalid")
+
+    def frame(indexes: list[int], body: bytes) -> bytes:
+        return confluent_frame(9, confluent_protobuf_body(indexes, body))
+
+    for kind in (PayloadKind.AUTO, PayloadKind.PROTOBUF):
+        msg = classes["plant.v1.Reading"](device="d")
+        assert dec.decode(frame([0], msg.SerializeToString()), kind, "value")["device"] == "d"
+        inner = classes["plant.v1.Reading.Location.Inner"](floor=7)
+        assert dec.decode(frame([0, 0, 0], inner.SerializeToString()), kind, "key") == {"floor": 7}
+        with pytest.raises(RecordError, match=r"^key is not valid Protobuf for schema id 9 \(plant.v1.Reading\): "):
+            dec.decode(frame([0], b"\xff"), kind, "key")
+        with pytest.raises(RecordError, match=r"^value is not valid Protobuf for schema id 9 "
+                                              r"\(plant.v1.Reading.Location.Inner\): "):
+            dec.decode(frame([0, 0, 0], b"\xff"), kind, "value")
+        with pytest.raises(RecordError, match=r"^value is not valid Protobuf for schema id 9: its message index "
+                                              r"is truncated"):
+            dec.decode(confluent_frame(9, b""), kind, "value")
