@@ -46,7 +46,8 @@ def glue_frame(version_id: str, body: bytes, compress: bool = False) -> bytes:
     return bytes([GLUE_MAGIC, comp]) + uuid.UUID(version_id).bytes + (zlib.compress(body) if compress else body)
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """An unsigned base-128 varint, as Protobuf writes lengths and Glue its message index."""
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
@@ -60,7 +61,7 @@ def confluent_protobuf_body(indexes: list[int], message: bytes) -> bytes:
     a zigzag-varint count and the indexes as zigzag varints, or the single byte 0 for ``[0]``."""
     if indexes == [0]:
         return b"\x00" + message
-    zigzag = lambda n: _varint((n << 1) ^ (n >> 63))
+    zigzag = lambda n: varint((n << 1) ^ (n >> 63))
     return zigzag(len(indexes)) + b"".join(zigzag(i) for i in indexes) + message
 
 
@@ -68,7 +69,7 @@ def glue_protobuf_body(index: int, message: bytes) -> bytes:
     """A Protobuf message behind AWS Glue's message index (what follows the 18-byte header, and is
     compressed with it): one unsigned varint, the type's place among the schema's message types
     sorted by full name."""
-    return _varint(index) + message
+    return varint(index) + message
 
 
 def write_body(schema: Any, record: Any) -> bytes:

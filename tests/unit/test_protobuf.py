@@ -24,7 +24,7 @@ from google.protobuf.descriptor import Descriptor
 from handler.decode import protobuf
 from handler.errors import RecordError
 from handler.lineproto import Instant, timestamp_reader
-from influx_sink_tools.framing import confluent_protobuf_body, glue_protobuf_body
+from influx_sink_tools.framing import confluent_protobuf_body, glue_protobuf_body, varint
 from tests.conftest import ROOT
 from tests.fixtures_registry import protobuf_classes
 
@@ -378,18 +378,9 @@ def test_a_recursive_message_type_converts_to_any_depth_upb_parses():
     assert (depth, value) == (49, {"v": 49})
     deep = b""
     for _ in range(150):  # Node{next: Node{next: ...}} written by hand, past upb's depth limit
-        deep = b"\x12" + _len(len(deep)) + deep  # field 2, length-delimited
+        deep = b"\x12" + varint(len(deep)) + deep  # field 2, length-delimited
     with pytest.raises(RecordError, match="not valid Protobuf for schema id 1"):
         schema.read(b"\x00" + deep, "value")
-
-
-def _len(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def test_imports_serializers_never_send_are_dropped_when_unused():
