@@ -166,7 +166,8 @@ def test_performance_figures_are_those_recorded() -> None:
         "1.85 × / 1.74 × / 1.84 ×": ("**1.85 × / 1.74 × / 1.84 ×**",),
         "0.98 × the boto3 hello-world": ("**0.98 ×** the boto3 hello-world",),
         "| 76 MB |": ("**76 MB**",),
-        "29,578 records/s (the handler alone: 37,408)": ("**29,578 records/s** (the handler alone in the same run: 37,408)",),
+        "29,578 records/s (the handler alone: 37,408)":
+            ("**29,578 records/s** (the handler alone in the same run: 37,408)",),
     }
     for shown, recorded in figures.items():
         assert shown in table, shown
