@@ -50,6 +50,7 @@ from typing import Any, TextIO
 
 from handler.errors import ConfigError, SinkError
 from influx_sink_tools.kafka_clients import (
+    CONNECT_TIMEOUT,
     PASSWORD_ENV,
     Backend,
     Client,
@@ -114,6 +115,7 @@ class Options:
     retry_backoff_ms: int = 500
     max_backoff_ms: int = 30_000
     session_timeout_ms: int = 10_000
+    connect_timeout_s: float = CONNECT_TIMEOUT
     auto_offset_reset: str = "earliest"
     isolation_level: IsolationLevel = IsolationLevel.READ_COMMITTED
     progress: bool | None = None  # None: when stderr is a terminal
@@ -355,7 +357,8 @@ class Runner:
         # The handler may take the whole function timeout, plus our backoff: poll often enough.
         max_poll_ms = int(max(300.0, o.function_timeout * 2 + o.max_backoff_ms / 1000 + 60) * 1000)
         config = ClientConfig(o.bootstrap_servers, o.group_id, o.client_id, o.batch_size, o.session_timeout_ms,
-                              max_poll_ms, o.auto_offset_reset, str(o.isolation_level), o.security)
+                              max_poll_ms, o.auto_offset_reset, str(o.isolation_level), o.security,
+                              connect_timeout_s=o.connect_timeout_s)
         backend = o.backend or default_backend()
         log.info("connecting to %s: %s client, %s%s", o.bootstrap_servers, backend, o.security.protocol,
                  f" {o.security.sasl_mechanism}" if o.security.sasl_mechanism else "")
@@ -646,6 +649,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cap of the retry delay (default 30000)")
     parser.add_argument("--session-timeout-ms", type=int, default=10_000, metavar="MS",
                         help="consumer group session timeout (default 10000)")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+                        help="seconds without reaching any broker at start before the runner gives up "
+                             f"(default {CONNECT_TIMEOUT:g})")
     parser.add_argument("--auto-offset-reset", choices=["earliest", "latest"], default="earliest",
                         help="where a group without committed offsets starts (default earliest)")
     parser.add_argument("--isolation-level", type=IsolationLevel, choices=list(IsolationLevel),
@@ -712,7 +718,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
                    batch_size=args.batch_size, batch_window_ms=args.batch_window_ms, until_idle=args.until_idle,
                    max_retries=args.max_retries, dlq_topic=args.dlq_topic, function_timeout=args.function_timeout,
                    retry_backoff_ms=args.retry_backoff_ms, max_backoff_ms=args.max_backoff_ms,
-                   session_timeout_ms=args.session_timeout_ms, auto_offset_reset=args.auto_offset_reset,
+                   session_timeout_ms=args.session_timeout_ms, connect_timeout_s=args.connect_timeout,
+                   auto_offset_reset=args.auto_offset_reset,
                    isolation_level=IsolationLevel(args.isolation_level), progress=args.progress,
                    backend=args.backend, invoke=Invoke(args.invoke), security=security_from_args(args))
 

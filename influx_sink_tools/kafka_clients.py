@@ -335,6 +335,7 @@ class ClientConfig:
     auto_offset_reset: str
     isolation_level: str
     security: Security = field(default_factory=Security)
+    connect_timeout_s: float = CONNECT_TIMEOUT  # without reaching any broker at start: give up
 
 
 class Client(Protocol):
@@ -390,6 +391,7 @@ class KafkaPythonClient:
                 heartbeat_interval_ms=max(100, c.session_timeout_ms // 3),
                 max_poll_interval_ms=c.max_poll_interval_ms,
                 request_timeout_ms=max(30_000, c.session_timeout_ms + 5_000),
+                bootstrap_timeout_ms=int(c.connect_timeout_s * 1000),
                 isolation_level=c.isolation_level, **c.security.kafka_python())
         except KafkaError as err:
             raise KafkaClientError(f"cannot consume from {c.bootstrap_servers}: {err}") from err
@@ -543,7 +545,7 @@ class LibrdkafkaClient:
         if self._errors:
             raise KafkaClientError(f"{self.config.bootstrap_servers}: {self._errors[0]}")
         if not self._reached and not msgs and self._last_error \
-                and time.monotonic() - self._started > CONNECT_TIMEOUT:
+                and time.monotonic() - self._started > self.config.connect_timeout_s:
             self._check_reachable()
         out: list[Message] = []
         new = Message
@@ -574,8 +576,8 @@ class LibrdkafkaClient:
         try:
             self._consumer.list_topics(timeout=5)
         except KafkaException:
-            raise KafkaClientError(f"cannot reach {self.config.bootstrap_servers} within {CONNECT_TIMEOUT:.0f}s: "
-                                   f"{self._last_error}") from None
+            raise KafkaClientError(f"cannot reach {self.config.bootstrap_servers} within "
+                                   f"{self.config.connect_timeout_s:g}s: {self._last_error}") from None
         self._reached = True
 
     def seek(self, tp: TP, offset: int) -> None:

@@ -127,7 +127,7 @@ def test_without_the_client_certificate_the_runner_stops_instead_of_waiting(back
     mtls_kafka.create_topics([topic])
     env = runner_env(influx.url, db, KCQL.format(m="m", topic=topic))
     runner = run(mtls_kafka.bootstrap, topic, env, tmp_path, "--until-idle", "1", "--backend", backend,
-                 "--ssl-cafile", mtls_kafka.pki.ca)
+                 "--ssl-cafile", mtls_kafka.pki.ca, "--connect-timeout", "4")
     try:
         assert runner.wait(120) == 1, runner.log()
     finally:
@@ -149,7 +149,7 @@ def test_a_broker_certificate_the_ca_bundle_does_not_sign_stops_the_runner_at_on
     assert "certificate verify failed" in runner.log()
 
 
-# kafka-python takes ~30 s to give up bootstrapping (twice here): one mechanism for it.
+# kafka-python gives up bootstrapping only after --connect-timeout (twice here): one mechanism for it.
 @pytest.mark.parametrize(("backend", "mechanism"), [("librdkafka", "SCRAM-SHA-256"), ("librdkafka", "SCRAM-SHA-512"),
                                                     ("kafka-python", "SCRAM-SHA-512")])
 def test_scram_is_spoken_to_a_real_broker_and_a_refused_login_stops_the_runner(backend, mechanism, influx, db,
@@ -161,7 +161,7 @@ def test_scram_is_spoken_to_a_real_broker_and_a_refused_login_stops_the_runner(b
         env = runner_env(influx.url, db, KCQL.format(m="m", topic=topic), KAFKA_SASL_PASSWORD=password)
         runner = run(broker.bootstrap, topic, env, tmp_path, "--until-idle", "1", "--backend", backend,
                      "--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", mechanism,
-                     "--sasl-username", "alice")
+                     "--sasl-username", "alice", "--connect-timeout", "4")
         try:
             assert runner.wait(120) == 1, runner.log()
         finally:
@@ -200,7 +200,8 @@ def _kafka_python_scram_answer(bootstrap: str, mechanism: str, password: str) ->
     level = kafka_log.level
     kafka_log.setLevel(logging.DEBUG)
     try:
-        KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **security.kafka_python()).close()
+        KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=4000,
+                         **security.kafka_python()).close()
     except KafkaError:
         pass
     finally:
