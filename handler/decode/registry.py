@@ -31,6 +31,7 @@ import ssl
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from handler.deadline import Limit, open_socket, process_limit
@@ -200,19 +201,31 @@ class ConfluentRegistry:
         self._cache[schema_id] = schema
         return schema
 
-    def _references(self, refs: Any, named: dict[str, Any], label: str, depth: int) -> None:
-        """Parse referenced schemas (subject + version) into ``named``, deepest first."""
+    def _fetched_references(self, refs: Any, label: str, depth: int, *, serialized: bool = False,
+                            keys: tuple[str, ...] = ()) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+        """Each reference of a schema (subject + version, and ``keys``) fetched from the registry, as
+        (the reference, its label, its document); a malformed list, references nested too deep, or a
+        reference lacking one of its keys is the schema's error."""
         if not refs:
             return
         if depth > _MAX_REFERENCE_DEPTH or not isinstance(refs, list):
             raise _LookupFailed(f"{label} has references nested too deep or malformed", NOT_FOUND_TTL_S)
+        query = "?format=serialized" if serialized else ""
         for ref in refs:
             try:
                 subject, version = str(ref["subject"]), str(ref["version"])
+                for key in keys:
+                    str(ref[key])
             except (KeyError, TypeError):
                 raise _LookupFailed(f"{label} has a malformed reference: {ref!r}", NOT_FOUND_TTL_S) from None
             ref_label = f"{label} reference {subject} version {version}"
-            doc = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/{version}", ref_label)
+            doc = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/"
+                            f"{urllib.parse.quote(version, safe='')}{query}", ref_label)
+            yield ref, ref_label, doc
+
+    def _references(self, refs: Any, named: dict[str, Any], label: str, depth: int) -> None:
+        """Parse referenced schemas (subject + version) into ``named``, deepest first."""
+        for _, ref_label, doc in self._fetched_references(refs, label, depth):
             from handler.decode.avro import SchemaProblem, parse
 
             self._references(doc.get("references"), named, ref_label, depth + 1)
@@ -226,25 +239,14 @@ class ConfluentRegistry:
     def _proto_references(self, refs: Any, out: list[tuple[str, str, str]], label: str, depth: int) -> None:
         """Fetch a Protobuf schema's references (subject + version, serialized) into ``out`` as
         (import name, schema text, label), each one's own references before it."""
-        if not refs:
-            return
-        if depth > _MAX_REFERENCE_DEPTH or not isinstance(refs, list):
-            raise _LookupFailed(f"{label} has references nested too deep or malformed", NOT_FOUND_TTL_S)
-        for ref in refs:
-            try:
-                name, subject, version = str(ref["name"]), str(ref["subject"]), str(ref["version"])
-            except (KeyError, TypeError):
-                raise _LookupFailed(f"{label} has a malformed reference: {ref!r}", NOT_FOUND_TTL_S) from None
-            ref_label = f"{label} reference {subject} version {version}"
-            doc = self._get(f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/"
-                            f"{urllib.parse.quote(version, safe='')}?format=serialized", ref_label)
+        for ref, ref_label, doc in self._fetched_references(refs, label, depth, serialized=True, keys=("name",)):
             if str(doc.get("schemaType") or "").upper() != "PROTOBUF":
                 raise _LookupFailed(f"{ref_label} is not a Protobuf schema", NOT_FOUND_TTL_S)
             self._proto_references(doc.get("references"), out, ref_label, depth + 1)
             text = doc.get("schema")
             if not isinstance(text, str):
                 raise _LookupFailed(f"{ref_label} has no schema text", NOT_FOUND_TTL_S)
-            out.append((name, text, ref_label))
+            out.append((str(ref["name"]), text, ref_label))
 
     def _get(self, path: str, label: str) -> dict[str, Any]:
         """GET a registry document; every wait (DNS, connect, TLS, read) ends before the
