@@ -284,6 +284,31 @@ def field_value(value: Any) -> str:
     return out[0][1:]
 
 
+# Characters a text field value is escaped for (``field_writer``'s ``str`` branch).
+TEXT_ESCAPED = ("\\", '"')
+
+
+def plain_value_code(kind: type, var: str) -> str:
+    """The f-string fragment that writes ``var``, a value of ``kind`` (float, int, str or bool)
+    that needs none of ``field_writer``'s checks — a finite float, an int within int64, text
+    with none of ``TEXT_ESCAPED`` — exactly as ``field_writer`` writes it after the key: for
+    code that writes fields of a known type straight (``handler.message_lines``). A bool's text
+    comes from ``BOOL_TEXT``, which that code must bind; the unit tests hold the two writers
+    to the same text."""
+    if kind is float:
+        return f"{{{var}!r}}"
+    if kind is int:
+        return f"{{{var}}}i"
+    if kind is str:
+        return f'"{{{var}}}"'
+    if kind is bool:
+        return f"{{BOOL_TEXT[{var}]}}"
+    raise TypeError(f"no plain field text for {kind.__name__}")
+
+
+BOOL_TEXT = ("false", "true")  # indexed by the bool
+
+
 def field_key_eq(key: str) -> str:
     """``escaped_key=``, cached: what precedes a field's value on the line."""
     out = FIELD_KEY_EQ.get(key)

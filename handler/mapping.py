@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handler.decode import Decoder, PayloadKind
 from handler.errors import ConfigError, FailureKind, RecordError
@@ -44,6 +44,9 @@ from handler.lineproto import (
 )
 from handler.records import MISSING, KafkaRecord, describe
 from kcql import ConstantTag, KcqlError, Path, SelectField, Source, Statement, TimeUnit
+
+if TYPE_CHECKING:
+    from handler.message_lines import MessageLines
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +189,18 @@ class _FieldKeys:
         self.skip = skip
         self.state = state
 
+    def plain(self, name: str) -> str | None:
+        """The ``key=`` text ``learn`` would give ``name``, "" for a name left out; None for what
+        only ``learn`` handles (``time``, a name line protocol cannot carry). Changes nothing."""
+        if name in self.skip:
+            return ""
+        if name == "time":
+            return None
+        try:
+            return field_key_eq(name)
+        except RecordError:
+            return None
+
     def learn(self, name: str) -> str:
         if name in self.skip:
             text = ""
@@ -304,9 +319,11 @@ FieldWriter = Callable[[Any, Any, list[str]], None]
 
 
 def _wildcard_writer(field: SelectField, ignored: frozenset[tuple[str, ...]], state: _StatementState,
-                     other: Other, put: PutFields, stats: Stats) -> tuple[FieldWriter, PutFields | None]:
+                     other: Other, put: PutFields, stats: Stats
+                     ) -> tuple[FieldWriter, PutFields | None, _FieldKeys]:
     """``*``, ``a.*`` or ``_key.*``: every field below the path, minus IGNOREd paths (full paths).
-    For ``*`` over the value, also the field writer that reads the value's fields directly."""
+    For ``*`` over the value, also the field writer that reads the value's fields directly; and
+    the names of the fields right below the path, with what each is written as."""
     base = compile_getter(field.path)
     root = field.path.segments
     on_value = field.path.source is Source.VALUE and not root
@@ -347,7 +364,7 @@ def _wildcard_writer(field: SelectField, ignored: frozenset[tuple[str, ...]], st
             raise RecordError(f"'{what}' selects the fields of an object, but the "
                               f"{'.'.join(root) or 'payload'} is a {type(value).__name__}")
 
-    return write, (put_top if on_value else None)
+    return write, (put_top if on_value else None), own
 
 
 def _explicit_writer(fields: list[SelectField], put: PutFields) -> FieldWriter:
@@ -456,6 +473,7 @@ class CompiledStatement:
         writers: list[FieldWriter] = []
         run: list[SelectField] = []
         star_direct: PutFields | None = None
+        star_keys: _FieldKeys | None = None
         needs_ctx = False
         for f in statement.fields:
             if not f.wildcard:
@@ -471,7 +489,7 @@ class CompiledStatement:
             # A bare IGNORE name also applies to `_key.*` (`SELECT _key.* ... IGNORE index`).
             ign = (ignored_value | aliased[Source.VALUE] if f.path.source is Source.VALUE
                    else ignored_key | ignored_value | aliased[Source.KEY])
-            write, star_direct = _wildcard_writer(f, ign, state, other, put, stats)
+            write, star_direct, star_keys = _wildcard_writer(f, ign, state, other, put, stats)
             writers.append(write)
             needs_ctx = needs_ctx or f.path.source is not Source.VALUE or bool(f.path.segments)
         if run:
@@ -479,6 +497,13 @@ class CompiledStatement:
         self.writers = tuple(writers)
         # `SELECT *` alone: the line function puts the value's fields itself.
         self.star = star_direct if len(writers) == 1 else None
+        self.star_keys = star_keys if self.star is not None else None  # the names it meets, and their texts
+        self.field_keys = nested_keys  # the texts of named fields (``SELECT a, b AS c``)
+        # Named fields only, each one name at the value's top level: (its field name, that name).
+        self.top_fields = (tuple((f.name, f.path.segments[0]) for f in run)
+                           if run and not any(f.wildcard for f in statement.fields)
+                           and all(f.path.source is Source.VALUE and len(f.path.segments) == 1 for f in run)
+                           else None)
         # Names that may repeat in a line even when nothing is flattened.
         explicit = [f.name for f in statement.fields if not f.wildcard]
         self.may_repeat = len(writers) > 1 or len(set(explicit)) < len(explicit)
@@ -528,6 +553,7 @@ class CompiledStatement:
         except RecordError as err:
             static_late = err
         self.static_ok = static_late is None
+        self.head, self.read_time = static_head, read_time  # for lines written straight from a message
         unusual = state.unusual
         # The tags as tuples, read without attribute look-ups: (the ``,k=v`` text of a constant,
         # the top-level name a tag reads from the value, the pairs known per value, the tag);
@@ -738,10 +764,31 @@ class Plan:
 
     def _topic_lines(self, compiled: tuple[CompiledStatement, ...]) -> Callable[[KafkaRecord], list[str]]:
         """``lines`` for one topic's statements, with what it needs bound once."""
-        stats, decoder, decode = self.stats, self.decoder, self.decoder.value
+        stats, decoder, decode = self.stats, self.decoder, self.decoder.value_or_message
         fns = tuple(c.line for c in compiled)
         needs_ctx = any(c.needs_ctx for c in compiled)  # one Context shared: the key decoded once
         each_element = _array_lines(fns, needs_ctx, decoder, stats)
+        # A message of a known type (see Decoder.value_or_message): its lines written straight
+        # from its fields where ``message_lines`` covers the statements, else its record shape.
+        types = decoder.message_types
+        by_type: dict[type, tuple[MessageLines | None, Callable[[Any], Any]]] = {}
+
+        def message(record: KafkaRecord, value: Any) -> tuple[list[str] | None, Any]:
+            """(its lines, or None; the value for the general path)."""
+            found = by_type.get(type(value))
+            if found is None:
+                mt = types.get(type(value))
+                if mt is None:
+                    return None, value  # a JSON text, number or bool: no message
+                from handler.message_lines import compile_lines
+
+                found = by_type[type(value)] = (compile_lines(compiled, mt, sys_time_ns), mt.record)
+            direct, to_record = found
+            if direct is not None:
+                lines = direct(record, value)
+                if lines is not None:
+                    return lines, value
+            return None, to_record(value)
 
         if len(fns) == 1:
             (line_of,) = fns
@@ -751,8 +798,12 @@ class Plan:
                 if value is None:
                     stats.tombstones += 1
                     return []
-                if type(value) is list:
-                    return each_element(record, value)
+                if type(value) is not dict:
+                    if type(value) is list:
+                        return each_element(record, value)
+                    lines, value = message(record, value)
+                    if lines is not None:
+                        return lines
                 try:
                     line = line_of(Context(record, value, decoder, stats) if needs_ctx else None, value)
                 except RecursionError:
@@ -768,8 +819,12 @@ class Plan:
             if value is None:
                 stats.tombstones += 1
                 return []
-            if type(value) is list:
-                return each_element(record, value)
+            if type(value) is not dict:
+                if type(value) is list:
+                    return each_element(record, value)
+                direct, value = message(record, value)
+                if direct is not None:
+                    return direct
             ctx = Context(record, value, decoder, stats) if needs_ctx else None
             try:
                 lines = [f(ctx, value) for f in fns]  # every statement's rules before any line's

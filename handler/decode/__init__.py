@@ -41,6 +41,7 @@ from handler.records import KafkaRecord, describe
 if TYPE_CHECKING:
     from handler.decode.avro import Schema
     from handler.decode.registry import ConfluentRegistry, GlueRegistry, RegistrySchema
+    from handler.message_shape import MessageType
     from handler.settings import Settings
 
 
@@ -137,6 +138,10 @@ class Decoder:
         self._glue: GlueRegistry | None = None
         self._framed_readers: dict[bytes, FramedReader] = {}  # payload header → its schema's reader
         self._protobuf_readers: dict[bytes, FramedReader] = {}  # the same, Protobuf schemas only
+        # Protobuf schemas in Confluent framing: header → a reader that gives a record of the first
+        # message type as its upb message (``value_or_message``), and each such class's MessageType.
+        self._message_readers: dict[bytes, FramedReader] = {}
+        self.message_types: dict[type, MessageType] = {}
         self.value_schema = _setting_schema(value_schema, "connect.influx.value.avro.schema")
         self.key_schema = _setting_schema(key_schema, "connect.influx.key.avro.schema")
         # ``auto`` with no unframed-Avro schema: a value without event-source metadata that is not
@@ -145,6 +150,8 @@ class Decoder:
         # A framed value whose header's reader is kept (``_framed_readers``) is read straight in
         # ``value`` (the registry keeps a schema for good once fetched).
         self._framed_value = self.value_kind in (PayloadKind.AUTO, PayloadKind.AVRO) and self.value_schema is None
+        # Where a framed value is read by its header's schema: a Protobuf one may come as a message.
+        self._message_value = self.value_kind in (PayloadKind.AUTO, PayloadKind.PROTOBUF) or self._framed_value
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Decoder:
@@ -162,6 +169,22 @@ class Decoder:
         data = record.value_bytes()
         if data is None:
             return None
+        return self._value(record, data)
+
+    def value_or_message(self, record: KafkaRecord) -> Any:
+        """``value``, except that a value of a Protobuf schema's first message type in Confluent
+        framing is its upb message, whose class ``message_types`` describes (the mapping stage
+        writes its line from the message's fields, or asks the MessageType for its record shape)."""
+        data = record.value_bytes()
+        if data is None:
+            return None
+        if self._message_readers and self._message_value and record.value_schema is None:
+            reader = self._message_readers.get(data[:CONFLUENT_HEADER])
+            if reader is not None:
+                return reader(data, "value")
+        return self._value(record, data)
+
+    def _value(self, record: KafkaRecord, data: bytes) -> Any:
         if record.value_schema is None:
             head = data[:1]
             if self._plain_json_value and head not in _FRAMED:
@@ -272,6 +295,13 @@ class Decoder:
             schema = self._confluent_registry(what, schema_id).schema(schema_id, what)
             reader = _payload_reader(schema, CONFLUENT_HEADER)
             self._framed_readers[data[:CONFLUENT_HEADER]] = reader
+            messages: Callable[[int], tuple[FramedReader, MessageType | None]] | None = getattr(
+                schema, "message_reader", None)
+            if messages is not None:
+                message_reader, message_type = messages(CONFLUENT_HEADER)
+                if message_type is not None:
+                    self._message_readers[data[:CONFLUENT_HEADER]] = message_reader
+                    self.message_types[message_type.cls] = message_type
             return schema, reader
         version_id, _ = glue_header(data, what)  # checks the header (length, compression byte)
         schema = self._glue_registry().schema(version_id, what)

@@ -66,6 +66,7 @@ from google.protobuf.message import DecodeError, Message
 
 from handler.errors import FailureKind, RecordError
 from handler.lineproto import instant
+from handler.message_shape import FieldKind, MessageType, ShapeField
 
 _WELL_KNOWN = (any_pb2, source_context_pb2, type_pb2, api_pb2, descriptor_pb2, duration_pb2, empty_pb2,
                field_mask_pb2, struct_pb2, timestamp_pb2, wrappers_pb2)
@@ -370,17 +371,38 @@ class ProtobufSchema:
         test, upb's parse and the converter, nothing looked up; any other index list goes through
         ``read``. (The first type's class and converter are built here even if no record names it:
         a few milliseconds, once.)"""
+        return self._framed(start, messages=False)[0]
+
+    def message_reader(self, start: int) -> tuple[FramedReader, MessageType | None]:
+        """``framed_reader``, but a record of the first message type in Confluent framing is
+        read into its upb message, not its record shape: for the mapping stage to write its line
+        straight from the fields (``MessageType``, the second item; None when no record is read
+        that way)."""
+        return self._framed(start, messages=True)
+
+    def _framed(self, start: int, messages: bool) -> tuple[FramedReader, MessageType | None]:
         read = self.read
         tops = self.file.message_types_by_name
         if not (self._confluent and tops):
             def indexed(data: bytes, what: str) -> Any:
                 return read(data[start:], what)
 
-            return indexed
+            return indexed, None
         desc = next(iter(tops.values()))
-        parse, convert = message_factory.GetMessageClass(desc).FromString, converter(desc)
+        cls = message_factory.GetMessageClass(desc)
+        parse, convert = cls.FromString, converter(desc)
         failure = _failure_text(self.label, desc)
         at = start + 1
+        if messages:
+            def message(data: bytes, what: str) -> Any:
+                if len(data) > start and data[start] == 0:
+                    try:
+                        return parse(data[at:])
+                    except DecodeError as err:
+                        raise _invalid(what, failure, err) from None
+                return read(data[start:], what)
+
+            return message, message_type(desc, cls, convert, failure)
 
         def confluent(data: bytes, what: str) -> Any:
             if len(data) > start and data[start] == 0:
@@ -390,7 +412,7 @@ class ProtobufSchema:
                     raise _invalid(what, failure, err) from None
             return read(data[start:], what)
 
-        return confluent
+        return confluent, None
 
     def _reader_for(self, key: Any, what: str) -> Reader:
         desc = self._descriptor(key, what)
@@ -484,6 +506,39 @@ def make_reader(desc: Descriptor, failure: str) -> Reader:
             raise _invalid(what, failure, err) from None
 
     return read
+
+
+_SHAPE_KINDS = {
+    FieldDescriptor.TYPE_DOUBLE: FieldKind.FLOAT, FieldDescriptor.TYPE_FLOAT: FieldKind.FLOAT,
+    FieldDescriptor.TYPE_BOOL: FieldKind.BOOL, FieldDescriptor.TYPE_STRING: FieldKind.STR,
+    FieldDescriptor.TYPE_ENUM: FieldKind.ENUM,
+    FieldDescriptor.TYPE_UINT64: FieldKind.UINT64, FieldDescriptor.TYPE_FIXED64: FieldKind.UINT64,
+    **dict.fromkeys((FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32,
+                     FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_INT64,
+                     FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64), FieldKind.INT),
+}
+
+
+def message_type(desc: Descriptor, cls: type, convert: Callable[[Message], Any], failure: str) -> MessageType:
+    """What the mapping stage knows of ``desc``'s messages: its fields' kinds when every field is
+    a single scalar, string or enum (else None), and ``record``, its record shape as the
+    converter gives it, the converter's refusal being the record's decode error."""
+    fields: list[ShapeField] = []
+    for f in desc.fields:
+        kind = _SHAPE_KINDS.get(f.type)
+        if kind is None or f.is_repeated:
+            break
+        names = {v.number: v.name for v in f.enum_type.values} if kind is FieldKind.ENUM else None
+        fields.append(ShapeField(f.name, kind, f.has_presence, names, bool(f.default_value)))
+    shape = tuple(fields) if len(fields) == len(desc.fields) else None
+
+    def record(m: Message) -> Any:
+        try:
+            return convert(m)
+        except BadValue as err:
+            raise _invalid("value", failure, err) from None
+
+    return MessageType(cls, desc.full_name, shape, record)
 
 
 def _timestamp(m: Message) -> Any:
