@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -320,35 +321,34 @@ class _Batch:
         return c is not None and r.offset >= c
 
 
-# The first and the smallest piece of a batch mapped before it is handed on (see _map_and_write):
-# below about this many lines a request's own cost on InfluxDB (its WAL sync) starts to show.
+# The records of a piece of a batch mapped before it is handed on (see _map_and_write): the first
+# request leaves after this many, and the writer thread joins pieces into fuller requests.
 PIECE_LINES = 1000
+# The interpreter's switch interval while the writer thread sends beside the mapping: after each
+# answer from InfluxDB the writer waits for the lock at most this long (the default, 5 ms, left
+# it idle for several milliseconds per request while the mapping held the lock).
+WRITER_SWITCH_S = 0.0001
 
 
 def pieces(n: int, chunk: int) -> Iterator[tuple[int, int]]:
-    """(start, stop) of the pieces a batch of ``n`` records is mapped in: from ``PIECE_LINES``
-    records, doubling up to ``chunk``; once no more than a chunk is left, halving down to
-    ``PIECE_LINES``. With 5000-line chunks a 10,000-record batch goes out as 1000, 2000, 4000,
-    1500 and 1500 records."""
-    piece, i = PIECE_LINES, 0
-    while i < n:
-        left = n - i
-        if left <= chunk:
-            piece = left if left < 2 * PIECE_LINES else max(PIECE_LINES, min(piece, left // 2))
-        stop = min(n, i + piece)
-        yield i, stop
-        i = stop
-        piece = min(chunk, piece * 2)
+    """(start, stop) of the pieces a batch of ``n`` records is mapped in: ``PIECE_LINES``
+    records each (never more than a chunk)."""
+    size = max(1, min(PIECE_LINES, chunk))
+    for i in range(0, n, size):
+        yield i, min(n, i + size)
 
 
 def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool, hold_on_failure: bool) -> None:
     """Map the batch, handing each piece (``pieces``) to the writer as soon as it is mapped.
 
-    Growing pieces send the first request early and keep the writer busy from then on; shrinking
-    ones at the end leave one small request to write after the last record is mapped, not a whole
-    chunk. A request is never longer than a chunk (``offer`` cuts full chunks first).
+    The first request leaves after the first piece; while it is out the mapping goes on, and the
+    writer sends what was handed on meanwhile as one request of up to a chunk (InfluxDB is the
+    slower side), so what is left to write after the last record is mapped is what InfluxDB has
+    not caught up with. A request is never longer than a chunk (``offer`` cuts full chunks first).
     """
     n = len(batch.records)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, WRITER_SWITCH_S))
     try:
         for start, stop in pieces(n, session.chunk):
             # After a batch error nothing more is sent, but every record is still mapped for its
@@ -363,7 +363,10 @@ def _map_and_write(batch: _Batch, session: WriteSession, incremental_cut: bool, 
         if not (hold_on_failure and batch.failures):
             session.flush()
     finally:
-        session.wait()
+        try:
+            session.wait()
+        finally:
+            sys.setswitchinterval(switch)
 
 
 def run_batch(records: Sequence[KafkaRecord], plan: Plan, writer: Writer, policy: ErrorPolicy, *,

@@ -3,7 +3,8 @@
 A ``WriteSession`` holds one batch's writes. The delivery stage appends lines to the session's
 list as it maps records and calls ``offer``; every full chunk of ``chunk_lines`` lines then goes
 out, in order. With ``overlap`` the chunks are written on a thread of their own (one request at a
-time on the writer's one connection) while the next chunk is being mapped; without it (THROW,
+time on the writer's one connection, the pieces handed on meanwhile joined into the next request
+up to a chunk) while the next chunk is being mapped; without it (THROW,
 where nothing may be written until every record has mapped) they are written on the caller's
 thread when it calls ``flush``. A request body is built on the caller's thread, next to the
 mapping, so the writer thread only waits for InfluxDB.
@@ -130,9 +131,10 @@ class WriteSession:
         return self._handed
 
     def offer_rest(self) -> None:
-        """Hand on every line appended so far, the last ones as a shorter request, on the writer
-        thread: the delivery stage maps a batch's tail in shrinking pieces, so that what is left to
-        write once the last record is mapped is one small request, not a whole chunk."""
+        """Hand on every line appended so far, the last ones as a shorter piece, on the writer
+        thread, which joins the pieces handed on while a request was out into one request of up
+        to a chunk: the delivery stage hands on each piece it maps, so the first request leaves
+        early and what is left once the last record is mapped is what InfluxDB has yet to take."""
         self.offer()
         if self._handed < len(self.lines) and not self.failed:
             self._hand(self._handed, len(self.lines), thread=self.overlap)
@@ -262,7 +264,8 @@ class WriteSession:
 
 
 class _WriterThread:
-    """Writes a session's chunks on a thread of its own, in the order submitted.
+    """Writes a session's chunks on a thread of its own, in the order submitted; consecutive
+    chunks waiting in the queue when a request ends go out as one request of up to a chunk.
 
     ``submit`` never waits: the caller keeps mapping at full speed even while the writer sleeps
     before a retry, so a batch error under retries still ends at the deadline, as without the
@@ -290,10 +293,32 @@ class _WriterThread:
             raise self._raised
 
     def _run(self) -> None:
+        chunk = self.session.chunk
         while (item := self._queue.get()) is not None:
-            if self._raised is not None:
-                continue  # drop the rest: finish() re-raises
-            try:
-                self.session.write_chunk(*item)
-            except BaseException as err:
-                self._raised = err
+            last = False
+            # InfluxDB is the slower side: what was handed on while the last request was out goes
+            # in one request, up to a chunk, instead of one request per piece (each has its cost).
+            while item[1] - item[0] < chunk:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    last = True
+                    break
+                if more[0] != item[1] or more[1] - item[0] > chunk:
+                    self._write(item)
+                    item = more
+                    continue
+                item = (item[0], more[1], item[2] + more[2])
+            self._write(item)
+            if last:
+                return
+
+    def _write(self, item: tuple[int, int, bytes]) -> None:
+        if self._raised is not None:
+            return  # drop the rest: finish() re-raises
+        try:
+            self.session.write_chunk(*item)
+        except BaseException as err:
+            self._raised = err

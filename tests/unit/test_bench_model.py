@@ -30,7 +30,7 @@ def kind(model: ModuleType, cpu_us: float = 10.0, ingest_us: float = 7.0) -> obj
 def test_the_tail_is_the_handlers_last_piece(model):
     from handler.delivery import pieces
 
-    assert model.last_piece() == 1500  # 1000, 2000, 4000, 1500, 1500 of a 10,000-record batch
+    assert model.last_piece() == 1000  # ten pieces of 1000 records for a 10,000-record batch
     assert model.last_piece(15) == 15 and model.last_piece(10_000, 1) == 1
     start, stop = list(pieces(10_000, 5000))[-1]
     assert model.last_piece() == stop - start
@@ -38,7 +38,7 @@ def test_the_tail_is_the_handlers_last_piece(model):
 
 def test_batch_duration_stretches_the_cpu_part_below_one_vcpu_only(model):
     k = kind(model)
-    tail = 1500 * 7e-6
+    tail = 1000 * 7e-6  # the last piece, at the ingest rate
     assert k.batch_s(1769) == pytest.approx(10_000 * 10e-6 + tail)
     assert k.batch_s(512) == pytest.approx(10_000 * 10e-6 * 1769 / 512 + tail)
     assert k.batch_s(3008) == pytest.approx(k.batch_s(1769))  # one thread maps: more memory is not faster

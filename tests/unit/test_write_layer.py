@@ -54,3 +54,59 @@ def test_url_credentials_are_percent_decoded_and_never_in_a_bad_url_error():
     with pytest.raises(ValueError) as raised:
         HttpTarget("ftp://admin:s3cret@db")
     assert "s3cret" not in str(raised.value)
+
+
+class _HeldProtocol:
+    """A protocol whose first request waits until the test lets it go, recording each body."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.bodies: list[bytes] = []
+        self.first_sent = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, lines, body, at):  # noqa: ANN001, ANN201 - the LineProtocolWriter interface
+        from handler.write.protocol import request_body
+        from handler.write.transport import Answer
+
+        self.bodies.append(body if body is not None else request_body(list(lines)))
+        if len(self.bodies) == 1:
+            self.first_sent.set()
+            assert self.release.wait(10)
+        return Answer(204, "")
+
+    def refused_lines(self, answer, sent):  # noqa: ANN001, ANN201
+        return None
+
+    def set_credentials(self, username, password, token):  # noqa: ANN001, ANN201
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_pieces_handed_on_while_a_request_is_out_go_as_one_request_of_up_to_a_chunk():
+    """The writer thread joins the waiting pieces, in order, never past a chunk; every line is
+    sent once."""
+    from handler.write.schedule import Writer
+
+    proto = _HeldProtocol()
+    lines: list[str] = []
+    session = Writer(proto, chunk_lines=5).session(lines, deadline=None, overlap=True)  # type: ignore[arg-type]
+
+    def piece(n: int) -> None:
+        lines.extend(f"m v={len(lines) + i}i" for i in range(n))
+        session.offer_rest()
+
+    piece(2)
+    assert proto.first_sent.wait(10)
+    for n in (2, 2, 2, 1):  # waiting while the first request is out: 2+2 join, 2+1 join
+        piece(n)
+    proto.release.set()
+    session.flush()
+    report = session.wait()
+    sent = [body.decode().splitlines() for body in proto.bodies]
+    assert [len(b) for b in sent] == [2, 4, 3]
+    assert [line for b in sent for line in b] == lines
+    assert report.requests == 3 and report.error is None
