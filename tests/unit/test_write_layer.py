@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from handler.delivery import first_failed_offsets
@@ -66,7 +68,7 @@ class _HeldProtocol:
         self.first_sent = threading.Event()
         self.release = threading.Event()
 
-    def send(self, lines, body, at):  # noqa: ANN001, ANN201 - the LineProtocolWriter interface
+    def send(self, lines: Any, body: bytes | None, at: float | None) -> Any:
         from handler.write.protocol import request_body
         from handler.write.transport import Answer
 
@@ -76,10 +78,10 @@ class _HeldProtocol:
             assert self.release.wait(10)
         return Answer(204, "")
 
-    def refused_lines(self, answer, sent):  # noqa: ANN001, ANN201
+    def refused_lines(self, answer: Any, sent: int) -> None:
         return None
 
-    def set_credentials(self, username, password, token):  # noqa: ANN001, ANN201
+    def set_credentials(self, username: str | None, password: str | None, token: str | None) -> None:
         pass
 
     def close(self) -> None:
