@@ -773,8 +773,15 @@ class Plan:
         types = decoder.message_types
         by_type: dict[type, tuple[MessageLines | None, Callable[[Any], Any]]] = {}
 
-        def message(record: KafkaRecord, value: Any) -> tuple[list[str] | None, Any]:
-            """(its lines, or None; the value for the general path)."""
+        def not_dict(record: KafkaRecord, value: Any) -> tuple[list[str] | None, Any]:
+            """(the lines, or None; the value for the statements) of a value that is not an object:
+            a tombstone writes nothing, an array a line per element, a message of a known type its
+            lines straight from its fields or else its record shape; any other value goes on."""
+            if value is None:
+                stats.tombstones += 1
+                return [], None
+            if type(value) is list:
+                return each_element(record, value), None
             found = by_type.get(type(value))
             if found is None:
                 mt = types.get(type(value))
@@ -795,13 +802,8 @@ class Plan:
 
             def one(record: KafkaRecord) -> list[str]:
                 value = decode(record)
-                if value is None:
-                    stats.tombstones += 1
-                    return []
                 if type(value) is not dict:
-                    if type(value) is list:
-                        return each_element(record, value)
-                    lines, value = message(record, value)
+                    lines, value = not_dict(record, value)
                     if lines is not None:
                         return lines
                 try:
@@ -816,15 +818,10 @@ class Plan:
 
         def several(record: KafkaRecord) -> list[str]:
             value = decode(record)
-            if value is None:
-                stats.tombstones += 1
-                return []
             if type(value) is not dict:
-                if type(value) is list:
-                    return each_element(record, value)
-                direct, value = message(record, value)
-                if direct is not None:
-                    return direct
+                done, value = not_dict(record, value)
+                if done is not None:
+                    return done
             ctx = Context(record, value, decoder, stats) if needs_ctx else None
             try:
                 lines = [f(ctx, value) for f in fns]  # every statement's rules before any line's
