@@ -338,7 +338,7 @@ class ProtobufSchema:
     (built on first use). ``read`` takes the bytes after the registry's header: the message
     indexes of the framing (Confluent's or Glue's), then the message."""
 
-    __slots__ = ("_confluent", "_first", "_glue_order", "_readers", "file", "label")
+    __slots__ = ("_confluent", "_converters", "_first", "_glue_order", "_readers", "file", "label")
     text_format = "PROTOBUF"
 
     def __init__(self, file: FileDescriptor, label: str, confluent: bool) -> None:
@@ -348,6 +348,7 @@ class ProtobufSchema:
         self._readers: dict[Any, Reader] = {}
         self._first: Reader | None = None
         self._glue_order: list[Descriptor] | None = None
+        self._converters: dict[str, Callable[[Message], Any]] = {}  # full name → its compiled converter
 
     def read(self, body: bytes | memoryview, what: str) -> Any:
         """Decode one body; any mismatch is a RecordError for the record."""
@@ -390,7 +391,7 @@ class ProtobufSchema:
             return indexed, None
         desc = next(iter(tops.values()))
         cls = message_factory.GetMessageClass(desc)
-        parse, convert = cls.FromString, converter(desc)
+        parse, convert = cls.FromString, self._converter(desc)
         failure = _failure_text(self.label, desc)
         at = start + 1
         if messages:
@@ -414,9 +415,17 @@ class ProtobufSchema:
 
         return confluent, None
 
+    def _converter(self, desc: Descriptor) -> Callable[[Message], Any]:
+        """``desc``'s converter, generated and compiled once per schema (its framed reader, its
+        message reader and its reader by index all use it)."""
+        convert = self._converters.get(desc.full_name)
+        if convert is None:
+            convert = self._converters[desc.full_name] = converter(desc)
+        return convert
+
     def _reader_for(self, key: Any, what: str) -> Reader:
         desc = self._descriptor(key, what)
-        reader = make_reader(desc, _failure_text(self.label, desc))
+        reader = make_reader(desc, _failure_text(self.label, desc), self._converter(desc))
         self._readers[key] = reader
         return reader
 
@@ -493,11 +502,11 @@ def _invalid(what: str, failure: str, err: DecodeError | BadValue) -> RecordErro
     return RecordError(f"{what} {failure}: {err}", FailureKind.DECODE)
 
 
-def make_reader(desc: Descriptor, failure: str) -> Reader:
+def make_reader(desc: Descriptor, failure: str, convert: Callable[[Message], Any] | None = None) -> Reader:
     """(bytes, what) → the record shape of ``desc``'s messages; RecordError(``what failure: reason``)
-    otherwise."""
+    otherwise. ``convert``: ``desc``'s converter, when already compiled."""
     parse = message_factory.GetMessageClass(desc).FromString
-    convert = converter(desc)
+    convert = convert or converter(desc)
 
     def read(body: bytes | memoryview, what: str) -> Any:
         try:
